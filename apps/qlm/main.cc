@@ -1,0 +1,27 @@
+// qlm: the command-line front end. Each subcommand lives in its own file;
+// this file wires them together and maps errors to exit codes.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "base/error.h"
+#include "core/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"qlm: run Gemma and Llama models on CPUs, quantized"};
+  app.set_version_flag("--version", qlm::Version());
+  app.require_subcommand(1);
+  CLI::App* info = app.add_subcommand("info", "Show CPU features, kernels and model summary");
+  info->callback([] { std::printf("qlm %s\n", qlm::Version()); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const qlm::UsageError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const qlm::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

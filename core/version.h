@@ -1,0 +1,8 @@
+#pragma once
+
+namespace qlm {
+
+// "MAJOR.MINOR.PATCH" of this build.
+const char* Version();
+
+}  // namespace qlm

@@ -1,0 +1,170 @@
+// The kernel registry: one plain table of function pointers per ISA. The
+// engine picks a table once at load time; the transformer graph calls kernels
+// only through it. Kernels know nothing of models: they see raw pointers,
+// sizes and QTensor views.
+//
+// Conventions for every op:
+//  * Row-major f32 activations, no alignment requirement on pointers.
+//  * Output ranges [n_begin, n_end) / [head_begin, head_end) let a thread pool
+//    split work by contiguous ranges; calls on disjoint ranges may run
+//    concurrently (kernels keep per-thread scratch only).
+//  * Odd sizes are legal everywhere (K not a multiple of the vector width or
+//    of the group, N = 1, M = 1).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "quant/format.h"
+
+namespace qlm::kernels {
+
+enum class Isa : uint8_t { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kNeon = 3 };
+inline constexpr int kNumIsas = 4;
+const char* IsaName(Isa isa);  // "scalar", "avx2", "avx512", "neon"
+
+// Activations quantized to int8 for the integer-dot-product matmul path:
+// symmetric, blocks of 32 along K (K padded to a multiple of 64 with zeros so
+// both the int8 (32) and q4 (64) weight layouts can consume it).
+inline constexpr size_t kQ8ActBlock = 32;
+struct Q8Acts {
+  const int8_t* q = nullptr;      // [m, k_padded]
+  const float* scales = nullptr;  // [m, k_padded / 32]: x ≈ scale · q
+  const int32_t* sums = nullptr;  // [m, k_padded / 32]: Σ q over the block
+  size_t m = 0;
+  size_t k = 0;         // logical K
+  size_t k_padded = 0;  // K rounded up to a multiple of 64
+};
+
+// y[i, n] = Σ_k x[i, k] · W[n, k] for i < m and n_begin <= n < n_end.
+// x: [m, K] in the ORIGINAL input order (the kernel applies w.perm).
+// y: [m, N] row-major; only columns [n_begin, n_end) are written.
+// For m > 1 kernels reuse each decoded weight block across rows (tiling).
+using MatmulFn = void (*)(const QTensor& w, const float* x, size_t m, float* y, size_t n_begin,
+                          size_t n_end);
+
+// Quantizes x [m, k] into the Q8Acts buffers (sized by the caller from
+// Q8ActsBytes). perm (nullable, k entries) gathers x[perm[j]] first, so the
+// result matches a weight stored with that permutation.
+using QuantizeActsFn = void (*)(const float* x, size_t m, size_t k, const int32_t* perm,
+                                int8_t* q, float* scales, int32_t* sums);
+
+// Same contract as MatmulFn with int8 activations; only int8 and q4 weights.
+using MatmulQ8Fn = void (*)(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin,
+                            size_t n_end);
+
+// Attention of a block of queries against a KV cache.
+// Cache layout per layer: k/v[kv_head][slot][head_dim], head stride
+// `capacity * head_dim`. slot_pos[s] is the absolute position held by slot s
+// (-1 = empty), so ring buffers and shifted caches need no special casing.
+// Query i (0 <= i < n_q) sits at absolute position q_pos0 + i and attends to
+// slot s iff 0 <= slot_pos[s] <= q_pos0 + i and, when window > 0,
+// q_pos0 + i - slot_pos[s] < window. Grouped-query: head h reads kv head
+// h / (n_heads / n_kv_heads). score = scale · q·k, then if softcap > 0
+// score = softcap · tanh(score / softcap); softmax; out = Σ p · v.
+// Memory is O(n_slots) per call, not O(n_q · n_slots).
+struct AttentionArgs {
+  const float* q = nullptr;  // [n_q, n_heads, head_dim]
+  float* out = nullptr;      // [n_q, n_heads, head_dim]
+  const float* k = nullptr;
+  const float* v = nullptr;
+  const int32_t* slot_pos = nullptr;
+  size_t n_slots = 0;   // slots to scan (<= capacity)
+  size_t capacity = 0;  // slots per kv head (head stride / head_dim)
+  size_t n_q = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  int32_t q_pos0 = 0;
+  float scale = 1.0f;
+  float softcap = 0.0f;  // <= 0: none
+  int32_t window = 0;    // <= 0: none
+  size_t head_begin = 0, head_end = 0;  // query heads to compute
+};
+using AttentionFn = void (*)(const AttentionArgs& args);
+
+// y = x / sqrt(mean(x²) + eps) · (add_one ? 1 + w : w), per row of `dim`.
+// y may alias x.
+using RmsNormFn = void (*)(const float* x, const float* w, float* y, size_t n_rows, size_t dim,
+                           float eps, bool add_one);
+
+// Rotate-half RoPE (Hugging Face / NeoX layout) in place:
+// x[t * token_stride + h * head_dim + d], cos/sin tables [n_tokens, head_dim/2].
+using RopeFn = void (*)(float* x, size_t n_tokens, size_t n_heads, size_t head_dim,
+                        size_t token_stride, const float* cos, const float* sin);
+
+// out[i] = act(gate[i]) · up[i]: GeGLU uses tanh-approximate GELU, SwiGLU SiLU.
+using GluFn = void (*)(const float* gate, const float* up, float* out, size_t n);
+using SoftmaxFn = void (*)(float* x, size_t n);  // in place, numerically stable
+using AddFn = void (*)(const float* a, const float* b, float* out, size_t n);
+using ScaleFn = void (*)(float* x, float s, size_t n);
+using SoftcapFn = void (*)(float* x, float cap, size_t n);  // x = cap · tanh(x / cap)
+using ArgmaxFn = size_t (*)(const float* x, size_t n);      // first index of the max
+
+// Every op of a table, for bookkeeping (which ISA provided each entry).
+enum class Op : uint8_t {
+  kMatmulF32,
+  kMatmulBF16,
+  kMatmulInt8,
+  kMatmulQ4,
+  kMatmulSFP8,
+  kQuantizeActs,
+  kMatmulQ8Int8,
+  kMatmulQ8Q4,
+  kAttention,
+  kRmsNorm,
+  kRope,
+  kGeglu,
+  kSwiglu,
+  kSoftmax,
+  kAdd,
+  kScale,
+  kSoftcap,
+  kArgmax,
+  kCount
+};
+inline constexpr int kNumOps = static_cast<int>(Op::kCount);
+const char* OpName(Op op);
+
+struct KernelTable {
+  Isa isa = Isa::kScalar;
+  MatmulFn matmul[kNumFormats] = {};     // indexed by Format
+  QuantizeActsFn quantize_acts = nullptr;
+  MatmulQ8Fn matmul_q8[kNumFormats] = {};  // int8 and q4 only; others null
+  AttentionFn attention = nullptr;
+  RmsNormFn rmsnorm = nullptr;
+  RopeFn rope = nullptr;
+  GluFn geglu = nullptr;
+  GluFn swiglu = nullptr;
+  SoftmaxFn softmax = nullptr;
+  AddFn add = nullptr;
+  ScaleFn scale = nullptr;
+  SoftcapFn softcap = nullptr;
+  ArgmaxFn argmax = nullptr;
+  // provider[op] = the ISA whose implementation fills that entry (a table
+  // falls back to a lower ISA for ops it does not specialise).
+  Isa provider[kNumOps] = {};
+};
+
+// Bytes needed for the Q8Acts buffers of an [m, k] activation.
+size_t Q8ActsQuantBytes(size_t m, size_t k);  // int8 codes
+size_t Q8ActsBlockCount(size_t m, size_t k);  // entries of scales and of sums
+
+// Tables compiled into this binary for this processor family (x86-64:
+// scalar, avx2, avx512; aarch64: scalar, neon).
+bool IsaCompiledIn(Isa isa);
+// Compiled in AND supported by the running CPU.
+bool IsaAvailable(Isa isa);
+// The best available ISA.
+Isa BestIsa();
+// The table for `isa`; throws qlm::UsageError naming the ISA and the CPU's
+// features if it is not available here.
+const KernelTable& GetTable(Isa isa);
+// Picks the table: `request` ("scalar", "avx2", "avx512", "neon"; empty =
+// the QLM_KERNELS environment variable, else BestIsa()). Throws
+// qlm::UsageError for an unknown name or an ISA the CPU lacks.
+const KernelTable& SelectTable(std::string_view request = {});
+// Human-readable CPU feature list relevant to the tables, e.g.
+// "avx2 fma f16c avx512f avx512bw avx512dq avx512vl avx512_vnni avx512_bf16".
+std::string CpuFeatureString();
+
+}  // namespace qlm::kernels

@@ -1,0 +1,50 @@
+// The weight store: owns the mmaps of a model's files and hands out views of
+// the tensors stored in them. Tensors are never copied here; core decides
+// whether a stored tensor can be used in place or must be converted.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "loaders/mapped_file.h"
+
+namespace qlm {
+
+// On-disk element types (safetensors dtype names).
+enum class DType : uint8_t { kF32, kBF16, kF16, kI32 };
+const char* DTypeName(DType d);
+size_t DTypeSize(DType d);
+
+struct StoredTensor {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // inside a mapping, bounds-checked at open
+  size_t bytes = 0;
+  int64_t numel() const;
+};
+
+class WeightStore {
+ public:
+  // An HF model directory: model.safetensors, or the shards listed in
+  // model.safetensors.index.json. Throws qlm::Error naming the file.
+  static WeightStore OpenHfDir(const std::string& dir);
+  // One safetensors file.
+  static WeightStore OpenSafetensors(const std::string& path);
+
+  // nullptr if absent.
+  const StoredTensor* Find(const std::string& name) const;
+  // Throws qlm::Error "missing tensor NAME in DIR" if absent.
+  const StoredTensor& Get(const std::string& name) const;
+  const std::map<std::string, StoredTensor>& tensors() const { return tensors_; }
+  size_t mapped_bytes() const;
+
+ private:
+  std::vector<MappedFile> files_;
+  std::map<std::string, StoredTensor> tensors_;
+  std::string source_;
+};
+
+}  // namespace qlm

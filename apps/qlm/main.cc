@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "apps/qlm/commands.h"
 #include "base/error.h"
 #include "core/version.h"
 
@@ -10,8 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{"qlm: run Gemma and Llama models on CPUs, quantized"};
   app.set_version_flag("--version", qlm::Version());
   app.require_subcommand(1);
-  CLI::App* info = app.add_subcommand("info", "Show CPU features, kernels and model summary");
-  info->callback([] { std::printf("qlm %s\n", qlm::Version()); });
+  qlm::cli::AddInfoCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

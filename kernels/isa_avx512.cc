@@ -1,0 +1,18 @@
+// The AVX-512 table (F, BW, DQ, VL): xsimd templates instantiated for
+// avx512bw. This file alone is compiled with those ISA flags; VNNI and BF16
+// entries live in isa_avx512_vnni.cc and are patched in only when present.
+#include <xsimd/xsimd.hpp>
+
+#include "kernels/isa_tables.h"
+#include "kernels/simd/matmul-inl.h"
+#include "kernels/simd/ops-inl.h"
+
+namespace qlm::kernels {
+
+void FillAvx512Table(KernelTable& t) {
+  using Arch = xsimd::avx512bw;
+  simd::FillMatmul<Arch>(t);
+  simd::FillOps<Arch>(t);
+}
+
+}  // namespace qlm::kernels

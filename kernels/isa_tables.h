@@ -1,0 +1,17 @@
+// Per-ISA table fillers, each defined in its own translation unit compiled
+// with that ISA's flags (kernels/isa_*.cc). A filler overwrites the entries
+// its ISA specialises and leaves the rest (the fallback) untouched; the
+// registry records which ISA provided each entry.
+#pragma once
+
+#include "kernels/registry.h"
+
+namespace qlm::kernels {
+
+void FillScalarTable(KernelTable& t);  // every entry: the references
+void FillAvx2Table(KernelTable& t);
+void FillAvx512Table(KernelTable& t);
+void FillAvx512VnniTable(KernelTable& t);  // VNNI / BF16 entries only
+void FillNeonTable(KernelTable& t);
+
+}  // namespace qlm::kernels

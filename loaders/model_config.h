@@ -66,4 +66,7 @@ struct ModelConfig {
 // heads, heads not a multiple of kv heads, ...).
 ModelConfig ParseHfConfig(std::string_view json_text);
 
+// Reads and parses a config.json file; errors name `path`.
+ModelConfig ReadHfConfig(const std::string& path);
+
 }  // namespace qlm

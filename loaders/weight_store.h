@@ -21,7 +21,10 @@ struct StoredTensor {
   std::string name;
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
-  const uint8_t* data = nullptr;  // inside a mapping, bounds-checked at open
+  // Inside a mapping, bounds-checked at open (bytes may be 0).
+  // Not necessarily aligned to the element size (the format does not require
+  // it), so read through memcpy or unaligned loads.
+  const uint8_t* data = nullptr;
   size_t bytes = 0;
   int64_t numel() const;
 };
@@ -40,10 +43,19 @@ class WeightStore {
   const StoredTensor& Get(const std::string& name) const;
   const std::map<std::string, StoredTensor>& tensors() const { return tensors_; }
   size_t mapped_bytes() const;
+  // The directory or file the store was opened from (used in messages).
+  const std::string& source() const { return source_; }
+  // The file that holds tensor `name` ("" if absent).
+  const std::string& FileOf(const std::string& name) const;
 
  private:
+  // Maps one safetensors file and adds its tensors; throws on a malformed
+  // file or on a tensor name already added from another file.
+  void AddFile(MappedFile file);
+
   std::vector<MappedFile> files_;
   std::map<std::string, StoredTensor> tensors_;
+  std::map<std::string, std::string> tensor_files_;  // tensor name -> file path
   std::string source_;
 };
 

@@ -11,4 +11,12 @@ echo "== release build and tests"
 scripts/build.sh release
 ctest --preset release -j "$(nproc)"
 
+# NEON: the kernels and their tests cross-built for aarch64 and run under
+# qemu-aarch64 (CMAKE_CROSSCOMPILING_EMULATOR), so NEON code really executes.
+echo "== neon-cross build and tests (qemu-aarch64)"
+neon_start=$(date +%s)
+scripts/build.sh neon-cross
+ctest --preset neon-cross -j "$(nproc)"
+echo "== neon-cross: passed in $(( $(date +%s) - neon_start )) s"
+
 echo "== test.sh: all passed in $(( $(date +%s) - start )) s"

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "base/error.h"
+#include "loaders/sentencepiece_check.h"
 
 namespace qlm {
 
@@ -73,6 +74,8 @@ Tokenizer Tokenizer::FromSerializedProto(std::string_view bytes, const std::stri
   impl->proto.assign(bytes.data(), bytes.size());
   impl->source = source;
   if (impl->proto.empty()) throw Error(source + " is empty, not a SentencePiece model");
+  // libsentencepiece trusts the normalizer's trie; a crafted one crashes it.
+  CheckSentencePieceProto(impl->proto, source);
   const auto status = impl->sp.LoadFromSerializedProto(impl->proto);
   if (!status.ok()) {
     throw Error(source + " is not a valid SentencePiece model: " + status.ToString());

@@ -19,7 +19,7 @@ constexpr const char* kFile = "generation_config.json";
 std::optional<float> OptFloat(const Fields& f, const std::string& key) {
   const std::optional<double> v = f.NullableNumber(key, std::nullopt);
   if (!v) return std::nullopt;
-  return static_cast<float>(*v);
+  return f.ToFloat(key, *v);
 }
 
 GenerationConfig Parse(std::string_view text, const std::string& file) {

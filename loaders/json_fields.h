@@ -79,6 +79,16 @@ class Fields {
     return x;
   }
 
+  // `x` (a value read for `key`) as the float the engine computes with:
+  // converting a double outside float's range is undefined behaviour, so
+  // such a value is an error naming the key.
+  float ToFloat(const std::string& key, double x) const {
+    if (!(std::fabs(x) <= static_cast<double>(std::numeric_limits<float>::max()))) {
+      Fail(key, "is out of range for a 32-bit float");
+    }
+    return static_cast<float>(x);
+  }
+
   // Required: absent or null is an error.
   int Int(const std::string& key) const {
     const json* v = Find(key);

@@ -1,17 +1,131 @@
 #include "loaders/mapped_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <utility>
 
 #include "base/error.h"
 
 namespace qlm {
+namespace {
+
+// ---- A file that shrinks while it is mapped.
+//
+// The loaders validate every offset against the file's size at open, but
+// the size can change afterwards: another program truncates or rewrites
+// the file in place (or the disk fails), and then touching a page past the
+// new end raises SIGBUS — in a parser, or later in a kernel reading weights
+// on any thread. No bounds check can prevent that (the check and the access
+// race), and the weights are gone, so there is nothing to recover. Policy:
+// every live mapping is registered here, and a SIGBUS whose faulting address
+// lies in one of them prints one line
+//   error: <path> changed while it was mapped (...)
+// and exits with status 1 — the CLI's contract for a bad model file —
+// instead of dying by the signal. A SIGBUS anywhere else goes to the handler
+// that was installed before (a sanitizer's, a fuzzer's) or the default
+// action. The handler is installed when the first file is mapped.
+
+constexpr int kSlots = 1024;  // live mappings tracked (more are simply not guarded)
+constexpr size_t kPathBytes = 240;
+
+struct Slot {
+  std::atomic<bool> used{false};
+  std::atomic<uintptr_t> begin{0};  // 0 = not published
+  uintptr_t end = 0;
+  char path[kPathBytes] = {};
+};
+
+Slot g_slots[kSlots];
+struct sigaction g_previous {};
+std::once_flag g_install_once;
+
+void WriteAll(const char* s, size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(2, s, n);
+    if (w <= 0) return;
+    s += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+// Async-signal-safe: reads the registry, write(2), _exit.
+void OnSigbus(int sig, siginfo_t* info, void* context) {
+  const auto addr = reinterpret_cast<uintptr_t>(info != nullptr ? info->si_addr : nullptr);
+  for (const Slot& s : g_slots) {
+    const uintptr_t begin = s.begin.load(std::memory_order_acquire);
+    if (begin != 0 && addr >= begin && addr < s.end) {
+      static const char kHead[] = "error: ";
+      static const char kTail[] =
+          " changed while it was mapped (truncated or rewritten by another program, or a read "
+          "error); cannot continue\n";
+      WriteAll(kHead, sizeof(kHead) - 1);
+      WriteAll(s.path, ::strnlen(s.path, kPathBytes));
+      WriteAll(kTail, sizeof(kTail) - 1);
+      ::_exit(1);
+    }
+  }
+  // Not one of ours.
+  if ((g_previous.sa_flags & SA_SIGINFO) != 0 && g_previous.sa_sigaction != nullptr) {
+    g_previous.sa_sigaction(sig, info, context);
+    return;
+  }
+  if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN &&
+      g_previous.sa_handler != nullptr) {
+    g_previous.sa_handler(sig);
+    return;
+  }
+  // The default action: restore it and let the signal (re-raised here, and
+  // raised again by the faulting instruction on return) terminate us.
+  ::signal(SIGBUS, SIG_DFL);
+  ::raise(SIGBUS);
+}
+
+void InstallHandler() {
+  struct sigaction sa {};
+  sa.sa_sigaction = OnSigbus;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGBUS, &sa, &g_previous);
+}
+
+void Register(const void* data, size_t size, const std::string& path) {
+  std::call_once(g_install_once, InstallHandler);
+  for (Slot& s : g_slots) {
+    bool expected = false;
+    if (!s.used.compare_exchange_strong(expected, true)) continue;
+    const size_t n = std::min(path.size(), kPathBytes - 1);
+    std::memcpy(s.path, path.data(), n);
+    s.path[n] = '\0';
+    s.end = reinterpret_cast<uintptr_t>(data) + size;
+    s.begin.store(reinterpret_cast<uintptr_t>(data), std::memory_order_release);
+    return;
+  }
+}
+
+// Before munmap: the range may be reused by another mapping right after.
+void Unmap(const uint8_t* data, size_t size) {
+  if (data == nullptr) return;
+  for (Slot& s : g_slots) {
+    if (s.begin.load(std::memory_order_acquire) == reinterpret_cast<uintptr_t>(data)) {
+      s.begin.store(0, std::memory_order_release);
+      s.used.store(false, std::memory_order_release);
+      break;
+    }
+  }
+  ::munmap(const_cast<uint8_t*>(data), size);
+}
+
+}  // namespace
 
 MappedFile MappedFile::Open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -37,6 +151,7 @@ MappedFile MappedFile::Open(const std::string& path) {
       throw Error("cannot mmap " + path + ": " + std::strerror(err));
     }
     f.data_ = static_cast<const uint8_t*>(p);
+    Register(f.data_, f.size_, path);
   }
   ::close(fd);  // the mapping keeps the file referenced
   return f;
@@ -49,7 +164,7 @@ MappedFile::MappedFile(MappedFile&& o) noexcept
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   if (this != &o) {
-    if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+    Unmap(data_, size_);
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
     path_ = std::move(o.path_);
@@ -57,8 +172,6 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   return *this;
 }
 
-MappedFile::~MappedFile() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
-}
+MappedFile::~MappedFile() { Unmap(data_, size_); }
 
 }  // namespace qlm

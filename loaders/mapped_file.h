@@ -1,4 +1,8 @@
 // A read-only memory mapping of a whole file. Owns the mapping; move-only.
+// If the file shrinks while mapped (another program truncates it), touching
+// the lost pages raises SIGBUS; for an address inside a live MappedFile the
+// process then prints "error: PATH changed while it was mapped ..." and
+// exits with status 1 instead of dying by the signal (mapped_file.cc).
 #pragma once
 
 #include <cstddef>

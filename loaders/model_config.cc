@@ -25,6 +25,8 @@ using json_fields::Fields;
 using nlohmann::json;
 
 constexpr const char* kFile = "config.json";
+// Far above any real model (the largest have a few hundred layers).
+constexpr int kMaxLayers = 1 << 16;
 
 // Per-architecture defaults from transformers' configuration classes.
 struct ArchDefaults {
@@ -92,8 +94,8 @@ RopeScaling ParseRopeScaling(const json& v, const std::string& key) {
   if (!type) throw Error(f.file() + ": missing \"rope_type\"");
   if (*type == "default") return rs;
   auto positive = [&](const std::string& k) {
-    const double x = f.Number(k);
-    if (x <= 0) f.Fail(k, "must be positive");
+    const float x = f.ToFloat(k, f.Number(k));
+    if (!(x > 0)) f.Fail(k, "must be positive");
     return x;
   };
   if (*type == "linear") {
@@ -132,9 +134,9 @@ void ApplyRopeParameters(const json& rp, ModelConfig& c) {
   }
   auto theta_of = [](const json& o, const std::string& where, float def) {
     const Fields f(o, std::string(kFile) + ": \"" + where + "\"");
-    const double t = f.Number("rope_theta", def);
-    if (t <= 0) f.Fail("rope_theta", "must be positive");
-    return static_cast<float>(t);
+    const float t = f.ToFloat("rope_theta", f.Number("rope_theta", def));
+    if (!(t > 0)) f.Fail("rope_theta", "must be positive");
+    return t;
   };
   const auto full = rp.find("full_attention");
   const auto sliding = rp.find("sliding_attention");
@@ -228,6 +230,13 @@ ModelConfig ParseHfConfig(std::string_view json_text) {
   RequirePositive(f, "hidden_size", c.hidden_size);
   RequirePositive(f, "intermediate_size", c.intermediate_size);
   RequirePositive(f, "num_hidden_layers", c.num_layers);
+  // Per-layer state is allocated from this count before any weight is
+  // checked: bound it so a config alone cannot demand gigabytes.
+  if (c.num_layers > kMaxLayers) {
+    f.Fail("num_hidden_layers", "(" + std::to_string(c.num_layers) +
+                                    ") is more than qlm supports (" + std::to_string(kMaxLayers) +
+                                    ")");
+  }
   RequirePositive(f, "num_attention_heads", c.num_heads);
 
   // llama: num_key_value_heads and head_dim may be absent or null.
@@ -260,7 +269,7 @@ ModelConfig ParseHfConfig(std::string_view json_text) {
   RequirePositive(f, "max_position_embeddings", c.max_position_embeddings);
   const double eps = f.Number("rms_norm_eps", d.rms_norm_eps);
   if (eps < 0) f.Fail("rms_norm_eps", "must not be negative");
-  c.rms_norm_eps = static_cast<float>(eps);
+  c.rms_norm_eps = f.ToFloat("rms_norm_eps", eps);
 
   // Activation. llama: hidden_act. gemma2/3: hidden_activation. gemma (1):
   // hidden_activation, else gelu_pytorch_tanh — the original Gemma configs
@@ -283,12 +292,13 @@ ModelConfig ParseHfConfig(std::string_view json_text) {
   }
 
   // RoPE.
-  c.rope_theta = static_cast<float>(f.Number("rope_theta", d.rope_theta));
+  c.rope_theta = f.ToFloat("rope_theta", f.Number("rope_theta", d.rope_theta));
   RequirePositive(f, "rope_theta", c.rope_theta);
   if (const json* rs = f.Find("rope_scaling"))
     c.rope_scaling = ParseRopeScaling(*rs, "rope_scaling");
   if (c.arch == Arch::kGemma3) {
-    c.rope_local_base_freq = static_cast<float>(f.Number("rope_local_base_freq", 10000.0));
+    c.rope_local_base_freq =
+        f.ToFloat("rope_local_base_freq", f.Number("rope_local_base_freq", 10000.0));
     RequirePositive(f, "rope_local_base_freq", c.rope_local_base_freq);
   } else {
     c.rope_local_base_freq = c.rope_theta;  // one RoPE for every layer
@@ -303,7 +313,8 @@ ModelConfig ParseHfConfig(std::string_view json_text) {
   if (c.arch == Arch::kGemma2 || c.arch == Arch::kGemma3) {
     const double qpas = f.Number("query_pre_attn_scalar", d.query_pre_attn_scalar);
     RequirePositive(f, "query_pre_attn_scalar", qpas);
-    c.attn_scale = static_cast<float>(1.0 / std::sqrt(qpas));
+    c.attn_scale = f.ToFloat("query_pre_attn_scalar", 1.0 / std::sqrt(qpas));
+    if (!(c.attn_scale > 0)) f.Fail("query_pre_attn_scalar", "is too large");
   } else {
     c.attn_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
   }
@@ -314,8 +325,9 @@ ModelConfig ParseHfConfig(std::string_view json_text) {
   auto softcap = [&](const std::string& key, std::optional<double> def) {
     const std::optional<double> v = f.NullableNumber(key, def);
     if (!v) return 0.0f;
-    RequirePositive(f, key, *v);
-    return static_cast<float>(*v);
+    const float x = f.ToFloat(key, *v);
+    RequirePositive(f, key, x);
+    return x;
   };
   if (c.arch == Arch::kGemma2) {
     c.attn_logit_softcap = softcap("attn_logit_softcapping", d.attn_logit_softcapping);

@@ -69,8 +69,13 @@ size_t DTypeSize(DType d) {
 }
 
 int64_t StoredTensor::numel() const {
+  // With a zero dimension the parser bounds nothing else (the tensor has no
+  // bytes), so the other dimensions' product may not fit: the answer is 0.
+  for (int64_t d : shape) {
+    if (d == 0) return 0;
+  }
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;  // fits: checked against the file size at open
+  for (int64_t d : shape) n *= d;  // fits: numel * dtype size == bytes, checked at open
   return n;
 }
 

@@ -9,6 +9,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
   # NEON kernels: cross-built and run under user-mode qemu in scripts/test.sh.
   g++-aarch64-linux-gnu qemu-user
+  # Fuzzing (scripts/fuzz.sh): clang and its libFuzzer/sanitizer runtimes.
+  clang libclang-rt-14-dev
 )
 
 missing=()

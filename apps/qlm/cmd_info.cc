@@ -3,12 +3,17 @@
 // table chosen (and why), and which ISA provides each op of it.
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "apps/qlm/commands.h"
+#include "apps/qlm/model_path.h"
+#include "core/kv_cache.h"
+#include "core/model.h"
+#include "core/qlm.h"
 #include "core/version.h"
 #include "kernels/registry.h"
 
@@ -135,28 +140,139 @@ void PrintKernelInfo(const nlohmann::ordered_json& k) {
   }
 }
 
+// The model part of `qlm info`: config summary, tensor formats and sizes,
+// and the memory the model will use (weights mapped or converted, KV cache
+// at `context` tokens; 0 = the model's maximum).
+nlohmann::ordered_json ModelInfo(const std::string& flag, const std::string& kernels,
+                                 size_t context) {
+  LoadOptions lo;
+  lo.kernels = kernels;
+  const std::string dir = ResolveModelDir(flag);
+  const Model model = Model::Load(dir, lo);
+  const ModelConfig& c = model.config();
+  nlohmann::ordered_json j;
+  j["path"] = dir;
+  j["model_type"] = c.model_type;
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_layers"] = c.num_layers;
+  j["num_heads"] = c.num_heads;
+  j["num_kv_heads"] = c.num_kv_heads;
+  j["head_dim"] = c.head_dim;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["bos_id"] = model.tokenizer().bos_id();
+  j["stop_ids"] = model.stop_ids();
+  // Tensors by role and format: count, parameters, bytes as held in memory.
+  struct Acc {
+    uint64_t count = 0, params = 0, bytes = 0;
+  };
+  std::map<std::string, Acc> by_format;
+  nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
+  auto add = [&](const std::string& name, const QTensor& t, bool counted) {
+    const TensorDesc& d = t.desc;
+    tensors.push_back({{"name", name},
+                       {"format", FormatName(d.format)},
+                       {"shape", {d.rows, d.cols}},
+                       {"bytes", d.total_bytes}});
+    if (!counted) return;
+    Acc& a = by_format[FormatName(d.format)];
+    ++a.count;
+    a.params += d.rows * d.cols;
+    a.bytes += d.total_bytes;
+  };
+  const ModelWeights& w = model.weights();
+  add("embed", w.embed, true);
+  add("lm_head", w.lm_head, w.lm_head.data != w.embed.data);
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& L = w.layers[l];
+    const std::string p = "layers." + std::to_string(l) + ".";
+    add(p + "wq", L.wq, true);
+    add(p + "wk", L.wk, true);
+    add(p + "wv", L.wv, true);
+    add(p + "wo", L.wo, true);
+    add(p + "w_gate", L.w_gate, true);
+    add(p + "w_up", L.w_up, true);
+    add(p + "w_down", L.w_down, true);
+  }
+  j["tied_embeddings"] = w.lm_head.data == w.embed.data;
+  nlohmann::ordered_json formats = nlohmann::ordered_json::object();
+  for (const auto& [name, a] : by_format) {
+    formats[name] = {{"tensors", a.count}, {"params", a.params}, {"bytes", a.bytes}};
+  }
+  j["formats"] = formats;
+  j["tensors"] = tensors;
+  const size_t ctx = context == 0 ? static_cast<size_t>(c.max_position_embeddings) : context;
+  const KvCache kv(c, ctx);  // allocated, never touched: costs no resident memory
+  j["memory"] = {{"weights_mapped_bytes", model.mapped_bytes()},
+                 {"weights_converted_bytes", model.converted_bytes()},
+                 {"kv_cache_context", ctx},
+                 {"kv_cache_bytes", kv.bytes()}};
+  return j;
+}
+
+void PrintModelInfo(const nlohmann::ordered_json& m) {
+  auto mib = [](uint64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
+  std::printf("model: %s\n", m["path"].get<std::string>().c_str());
+  std::printf(
+      "  %s: %d layers, hidden %d, ffn %d, heads %d (kv %d) x %d, vocab %d, max positions %d%s\n",
+      m["model_type"].get<std::string>().c_str(), m["num_layers"].get<int>(),
+      m["hidden_size"].get<int>(), m["intermediate_size"].get<int>(), m["num_heads"].get<int>(),
+      m["num_kv_heads"].get<int>(), m["head_dim"].get<int>(), m["vocab_size"].get<int>(),
+      m["max_position_embeddings"].get<int>(),
+      m["tied_embeddings"].get<bool>() ? ", tied embeddings" : "");
+  std::printf("  weight formats:\n");
+  for (const auto& [name, f] : m["formats"].items()) {
+    std::printf("    %-6s %4llu tensors, %12llu params, %10.2f MiB\n", name.c_str(),
+                static_cast<unsigned long long>(f["tensors"].get<uint64_t>()),
+                static_cast<unsigned long long>(f["params"].get<uint64_t>()),
+                mib(f["bytes"].get<uint64_t>()));
+  }
+  const auto& mem = m["memory"];
+  std::printf(
+      "  memory: weights mapped %.2f MiB, converted %.2f MiB, KV cache %.2f MiB at %llu "
+      "tokens of context\n",
+      mib(mem["weights_mapped_bytes"].get<uint64_t>()),
+      mib(mem["weights_converted_bytes"].get<uint64_t>()),
+      mib(mem["kv_cache_bytes"].get<uint64_t>()),
+      static_cast<unsigned long long>(mem["kv_cache_context"].get<uint64_t>()));
+}
+
 void AddInfoCommand(CLI::App& app) {
   CLI::App* info = app.add_subcommand("info", "Show CPU features, kernels and model summary");
   struct Options {
     std::string kernels;
     bool json = false;
+    std::string model;
+    bool no_model = false;
+    size_t context = 0;
   };
   auto opts = std::make_shared<Options>();
   info->add_option("--kernels", opts->kernels,
                    "Kernel table: scalar, avx2, avx512 or neon (default: QLM_KERNELS, else the "
                    "best this CPU supports)");
   info->add_flag("--json", opts->json, "Print machine-readable JSON");
+  info->add_option("-m,--model", opts->model,
+                   "Model directory or .qlm file to describe; default: the built-in Austen model");
+  info->add_flag("--no-model", opts->no_model, "Show only the CPU and kernel part");
+  info->add_option("-c,--ctx-size", opts->context,
+                   "Context for the KV-cache size (0 = the model's maximum)")
+      ->capture_default_str();
   info->callback([opts] {
     const nlohmann::ordered_json k = KernelInfo(opts->kernels);
+    nlohmann::ordered_json m;
+    if (!opts->no_model) m = ModelInfo(opts->model, opts->kernels, opts->context);
     if (opts->json) {
       nlohmann::ordered_json j;
       j["version"] = qlm::Version();
       j["kernels"] = k;
+      if (!m.is_null()) j["model"] = m;
       std::printf("%s\n", j.dump(2).c_str());
       return;
     }
     std::printf("qlm %s\n", qlm::Version());
     PrintKernelInfo(k);
+    if (!m.is_null()) PrintModelInfo(m);
   });
 }
 

@@ -8,5 +8,12 @@
 namespace qlm::cli {
 
 void AddInfoCommand(CLI::App& app);
+void AddRandomModelCommand(CLI::App& app);
+void AddRunCommand(CLI::App& app);
+void AddLogitsCommand(CLI::App& app);
+void AddChatCommand(CLI::App& app);
+void AddBenchCommand(CLI::App& app);
+void AddQuantizeCommand(CLI::App& app);
+void AddPerplexityCommand(CLI::App& app);
 
 }  // namespace qlm::cli

@@ -1,0 +1,21 @@
+// The single-thread memory read bandwidth of this machine, measured once per
+// process by the same read-only stream the bandwidth benchmark runs, so
+// kernel benchmarks can report their speed as a fraction of it.
+#pragma once
+
+#include <cstddef>
+
+namespace qlm::bench {
+
+// Bytes the probe streams per pass: 1 GiB, far beyond any cache.
+inline constexpr size_t kProbeBytes = size_t{1} << 30;
+
+// Read bandwidth in bytes per second: the best 64 MiB slice of several
+// passes over kProbeBytes. Measured on first call (about a second), cached.
+double ReadBandwidth();
+
+// Sums `bytes` bytes (a multiple of 64) of `p` as 64-bit words: the probe's
+// inner loop, kept opaque so the compiler cannot drop it.
+unsigned long long ReadStream(const void* p, size_t bytes);
+
+}  // namespace qlm::bench

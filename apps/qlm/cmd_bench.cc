@@ -1,0 +1,267 @@
+// qlm bench: prompt-processing (pp) and generation (tg) throughput, as
+// llama-bench measures them: token ids are fed directly (no tokenization),
+// the next decode token is the argmax (no sampler), and each test is repeated
+// -r times (mean ± sample std). Decode is also reported against the
+// machine's read bandwidth, measured here with the same thread count.
+//   qlm bench -m DIR [--quant Q] [-p 512] [-n 128] [-t T] [-r 5] [--json]
+//             [--kernels ISA]
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "apps/qlm/commands.h"
+#include "apps/qlm/model_path.h"
+#include "apps/qlm/quant_flags.h"
+#include "base/error.h"
+#include "core/mem_bandwidth.h"
+#include "core/model.h"
+#include "core/qlm.h"
+#include "core/thread_pool.h"
+
+namespace qlm::cli {
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  QuantFlags quant;
+  int n_prompt = 512;
+  int n_gen = 128;
+  int threads = -1;
+  int reps = 5;
+  size_t batch = 0;  // 0 = the whole prompt in one batch
+  bool json = false;
+  std::string kernels;
+};
+
+struct Stat {
+  double mean = 0.0, stddev = 0.0;
+};
+
+Stat MeanStd(const std::vector<double>& v) {
+  Stat s;
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(v.size());
+  if (v.size() > 1) {
+    double ss = 0.0;
+    for (double x : v) ss += (x - s.mean) * (x - s.mean);
+    s.stddev = std::sqrt(ss / static_cast<double>(v.size() - 1));
+  }
+  return s;
+}
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int32_t Argmax(std::span<const float> logits) {
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+struct WeightTotals {
+  size_t bytes = 0;         // every weight tensor once (a tied embedding once)
+  uint64_t params = 0;      // elements of those tensors
+  size_t decode_bytes = 0;  // weights one decode token reads
+};
+
+WeightTotals CountWeights(const Model& model) {
+  const ModelWeights& w = model.weights();
+  WeightTotals t;
+  auto add = [&](const QTensor& q) {
+    t.bytes += q.desc.total_bytes;
+    t.params += q.desc.rows * q.desc.cols;
+    t.decode_bytes += q.desc.total_bytes;
+  };
+  for (const LayerWeights& l : w.layers) {
+    for (const QTensor* q : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) add(*q);
+  }
+  add(w.lm_head);
+  // The embedding: one row per token read; its bytes count once if tied.
+  if (w.embed.data != w.lm_head.data) {
+    t.bytes += w.embed.desc.total_bytes;
+    t.params += w.embed.desc.rows * w.embed.desc.cols;
+  }
+  t.decode_bytes += w.embed.desc.row_bytes;
+  const ModelConfig& c = model.config();
+  const uint64_t norms_per_layer = 4;
+  t.params += static_cast<uint64_t>(c.num_layers) * norms_per_layer * c.hidden_size + c.hidden_size;
+  return t;
+}
+
+// Mean KV bytes (f32 K and V) a decode token reads over positions
+// [start, start + n).
+double KvBytesPerToken(const ModelConfig& c, size_t start, size_t n) {
+  if (n == 0) return 0.0;
+  double total = 0.0;
+  const double per_pos = 2.0 * c.num_kv_heads * c.head_dim * sizeof(float);
+  for (int l = 0; l < c.num_layers; ++l) {
+    const bool sliding = l < static_cast<int>(c.layer_is_sliding.size()) && c.layer_is_sliding[l];
+    for (size_t i = 0; i < n; ++i) {
+      size_t seen = start + i + 1;
+      if (sliding && c.sliding_window > 0) seen = std::min(seen, size_t(c.sliding_window));
+      total += static_cast<double>(seen) * per_pos;
+    }
+  }
+  return total / static_cast<double>(n);
+}
+
+std::string HumanBytes(double b) {
+  if (b >= 1e9) return fmt::format("{:.2f} GB", b / 1e9);
+  if (b >= 1e6) return fmt::format("{:.2f} MB", b / 1e6);
+  return fmt::format("{:.2f} KB", b / 1e3);
+}
+
+std::string HumanCount(double n) {
+  if (n >= 1e9) return fmt::format("{:.2f} B", n / 1e9);
+  if (n >= 1e6) return fmt::format("{:.2f} M", n / 1e6);
+  return fmt::format("{:.2f} K", n / 1e3);
+}
+
+void Bench(const BenchArgs& a) {
+  if (a.n_prompt < 0) throw UsageError("-p/--n-prompt must be >= 0");
+  if (a.n_gen < 0) throw UsageError("-n/--n-gen must be >= 0");
+  if (a.n_prompt == 0 && a.n_gen == 0) throw UsageError("nothing to run: -p and -n are both 0");
+  if (a.reps < 1) throw UsageError("-r/--repetitions must be >= 1, got " + std::to_string(a.reps));
+  if (a.threads == 0 || a.threads < -1) {
+    throw UsageError("-t/--threads must be >= 1 (or -1 for every physical core), got " +
+                     std::to_string(a.threads));
+  }
+  LoadOptions lo;
+  lo.kernels = a.kernels;
+  lo.quant = ParseQuantName(a.quant.quant, "--quant");
+  lo.group_size = CheckGroupSize(a.quant.group_size, lo.quant);
+  const std::string dir = ResolveModelDir(a.model);
+  const Model model = Model::Load(dir, lo);
+  const ModelConfig& c = model.config();
+
+  const size_t threads = a.threads > 0 ? static_cast<size_t>(a.threads) : PhysicalCoreCount();
+  SessionOptions so;
+  so.threads = threads;
+  so.context = static_cast<size_t>(std::max(a.n_prompt, a.n_gen)) + 1;
+  so.batch = a.batch > 0 ? a.batch : static_cast<size_t>(std::max(a.n_prompt, 1));
+  Session session(model, so);
+
+  const WeightTotals wt = CountWeights(model);
+  const std::string format =
+      FormatName(model.weights().layers.empty() ? model.weights().lm_head.desc.format
+                                                : model.weights().layers[0].wq.desc.format);
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> dist(0, c.vocab_size - 1);
+
+  double bandwidth = 0.0;
+  if (a.n_gen > 0) {
+    ThreadPool pool(threads);
+    bandwidth = MeasureReadBandwidth(pool);
+    spdlog::info("read bandwidth with {} thread(s): {:.2f} GB/s", threads, bandwidth / 1e9);
+  }
+
+  struct Row {
+    std::string test;
+    Stat tps;
+    double bytes_per_token = 0.0, bw_fraction = 0.0;
+  };
+  std::vector<Row> rows;
+
+  if (a.n_prompt > 0) {
+    std::vector<int32_t> ids(static_cast<size_t>(a.n_prompt));
+    std::vector<double> tps;
+    for (int r = 0; r <= a.reps; ++r) {  // r == 0: warm-up
+      for (int32_t& id : ids) id = dist(rng);
+      session.Reset();
+      const auto t0 = std::chrono::steady_clock::now();
+      session.Forward(ids);
+      const double s = Seconds(t0);
+      if (r > 0) tps.push_back(static_cast<double>(ids.size()) / s);
+    }
+    rows.push_back({fmt::format("pp{}", a.n_prompt), MeanStd(tps), 0.0, 0.0});
+  }
+  if (a.n_gen > 0) {
+    std::vector<double> tps;
+    for (int r = 0; r <= a.reps; ++r) {
+      session.Reset();
+      int32_t tok = dist(rng);
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < a.n_gen; ++i) tok = Argmax(session.Forward(std::span(&tok, 1)));
+      const double s = Seconds(t0);
+      if (r > 0) tps.push_back(static_cast<double>(a.n_gen) / s);
+    }
+    Row row{fmt::format("tg{}", a.n_gen), MeanStd(tps), 0.0, 0.0};
+    row.bytes_per_token =
+        static_cast<double>(wt.decode_bytes) + KvBytesPerToken(c, 0, static_cast<size_t>(a.n_gen));
+    if (bandwidth > 0) row.bw_fraction = row.tps.mean * row.bytes_per_token / bandwidth;
+    rows.push_back(row);
+  }
+
+  const std::string name = c.model_type;
+  if (a.json) {
+    for (const Row& r : rows) {
+      nlohmann::json j;
+      j["model"] = dir;
+      j["model_type"] = name;
+      j["size_bytes"] = wt.bytes;
+      j["params"] = wt.params;
+      j["format"] = format;
+      j["isa"] = model.isa();
+      j["threads"] = threads;
+      j["test"] = r.test;
+      j["tokens_per_s"] = r.tps.mean;
+      j["stddev"] = r.tps.stddev;
+      j["bytes_per_token"] = r.bytes_per_token;
+      j["bandwidth_fraction"] = r.bw_fraction;
+      j["read_bandwidth"] = bandwidth;
+      j["repetitions"] = a.reps;
+      std::printf("%s\n", j.dump().c_str());
+    }
+  } else {
+    std::printf("| model | size | params | format | ISA | threads | test | t/s | bandwidth |\n");
+    std::printf("| --- | ---: | ---: | --- | --- | ---: | --- | ---: | ---: |\n");
+    for (const Row& r : rows) {
+      const std::string bw =
+          r.bytes_per_token > 0
+              ? fmt::format("{:.1f} % of {:.1f} GB/s", 100.0 * r.bw_fraction, bandwidth / 1e9)
+              : std::string("-");
+      std::printf("| %s | %s | %s | %s | %s | %zu | %s | %.2f ± %.2f | %s |\n", name.c_str(),
+                  HumanBytes(static_cast<double>(wt.bytes)).c_str(),
+                  HumanCount(static_cast<double>(wt.params)).c_str(), format.c_str(), model.isa(),
+                  threads, r.test.c_str(), r.tps.mean, r.tps.stddev, bw.c_str());
+    }
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+void AddBenchCommand(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Measure prompt-processing (pp) and generation (tg) throughput in tokens/s");
+  cmd->add_option("-m,--model", a->model,
+                  "Model directory (Hugging Face layout); default: the built-in Austen model");
+  AddQuantFlags(cmd, a->quant);
+  cmd->add_option("-p,--n-prompt", a->n_prompt, "Prompt tokens per pp test (0 = skip)")
+      ->capture_default_str();
+  cmd->add_option("-n,--n-gen", a->n_gen, "Decode tokens per tg test (0 = skip)")
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", a->threads, "Threads (-1 = physical cores)")
+      ->capture_default_str();
+  cmd->add_option("-r,--repetitions", a->reps, "Repetitions of each test")->capture_default_str();
+  cmd->add_option("-b,--batch-size", a->batch,
+                  "Prompt tokens per forward batch (0 = the whole prompt)")
+      ->capture_default_str();
+  cmd->add_flag("--json", a->json, "One JSON object per test and line instead of a table");
+  cmd->add_option("--kernels", a->kernels,
+                  "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
+  cmd->callback([a] { Bench(*a); });
+}
+
+}  // namespace qlm::cli

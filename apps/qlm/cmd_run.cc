@@ -1,0 +1,173 @@
+// qlm run: generate text from a prompt, streaming it to stdout; logs and the
+// timing summary go to stderr.
+//   qlm run [-m DIR] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
+//           [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [-s SEED]
+//           [-t THREADS] [-c CTX] [-b BATCH] [--kernels ISA]
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "apps/qlm/commands.h"
+#include "apps/qlm/model_path.h"
+#include "base/error.h"
+#include "core/qlm.h"
+#include "core/thread_pool.h"
+
+namespace qlm::cli {
+namespace {
+
+struct RunArgs {
+  std::string model;
+  std::string prompt;
+  std::string prompt_file;
+  int n_predict = 128;
+  SamplingParams sampling;
+  int64_t seed = -1;
+  int threads = -1;  // -1 = physical cores
+  size_t ctx = 0;
+  size_t batch = 64;
+  std::string kernels;
+};
+
+void PrintTimings(double load_ms, const GenerateStats& st, double total_ms) {
+  auto per = [](double ms, size_t n) { return n ? ms / static_cast<double>(n) : 0.0; };
+  auto rate = [](double ms, size_t n) { return ms > 0 ? 1e3 * static_cast<double>(n) / ms : 0.0; };
+  spdlog::info("load time        = {:10.2f} ms", load_ms);
+  spdlog::info(
+      "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:9.2f} tokens per "
+      "second)",
+      st.prompt_ms, st.prompt_tokens, per(st.prompt_ms, st.prompt_tokens),
+      rate(st.prompt_ms, st.prompt_tokens));
+  spdlog::info(
+      "eval time        = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:9.2f} tokens per "
+      "second)",
+      st.decode_ms, st.decode_evals, per(st.decode_ms, st.decode_evals),
+      rate(st.decode_ms, st.decode_evals));
+  spdlog::info("sampling time    = {:10.2f} ms / {:5} runs", st.sample_ms, st.generated);
+  spdlog::info("total time       = {:10.2f} ms / {:5} tokens", total_ms,
+               st.prompt_tokens + st.generated);
+}
+
+void Run(const RunArgs& a) {
+  const auto t_start = std::chrono::steady_clock::now();
+  // Parameters first: a bad value fails before the model is loaded.
+  SamplingParams sp = a.sampling;
+  sp.seed = a.seed >= 0 ? static_cast<uint64_t>(a.seed) : std::random_device{}();
+  ValidateSamplingParams(sp);
+  if (a.n_predict < -1) {
+    throw UsageError("-n/--n-predict must be >= -1 (-1 = until end of text), got " +
+                     std::to_string(a.n_predict));
+  }
+  if (a.threads == 0 || a.threads < -1) {
+    throw UsageError("-t/--threads must be >= 1 (or -1 for every physical core), got " +
+                     std::to_string(a.threads));
+  }
+  if (a.batch == 0) throw UsageError("-b/--batch-size must be >= 1");
+  std::string prompt = a.prompt;
+  if (!a.prompt_file.empty()) {
+    std::ifstream in(a.prompt_file, std::ios::binary);
+    if (!in) throw Error("cannot read prompt file " + a.prompt_file);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    prompt = ss.str();
+  }
+
+  LoadOptions lo;
+  lo.kernels = a.kernels;
+  const std::string dir = ResolveModelDir(a.model);
+  const Model model = Model::Load(dir, lo);
+  SessionOptions so;
+  so.context = a.ctx;
+  so.batch = a.batch;
+  so.threads = a.threads > 0 ? static_cast<size_t>(a.threads) : PhysicalCoreCount();
+  Session session(model, so);
+  const double load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+  const std::vector<int> prompt_ids = model.tokenizer().Encode(prompt, /*add_bos=*/true);
+  if (prompt_ids.size() > session.context()) {
+    throw UsageError("the prompt is " + std::to_string(prompt_ids.size()) +
+                     " tokens but the context holds " + std::to_string(session.context()) +
+                     " (raise -c/--ctx-size)");
+  }
+  const ModelConfig& c = model.config();
+  spdlog::info("model {}: {} ({} layers, hidden {}, vocab {}), kernels {}, threads {}, context {}",
+               dir, c.model_type, c.num_layers, c.hidden_size, c.vocab_size, model.isa(),
+               session.threads(), session.context());
+  spdlog::info("sampling: temp {} top-k {} top-p {} min-p {} repeat-penalty {} (last {}), seed {}",
+               sp.temperature, sp.top_k, sp.top_p, sp.min_p, sp.repeat_penalty, sp.repeat_last_n,
+               sp.seed);
+
+  GenerateParams gp;
+  gp.sampling = sp;
+  gp.max_tokens = a.n_predict;
+  const std::vector<int32_t> ids(prompt_ids.begin(), prompt_ids.end());
+  const GenerateStats st = session.Generate(ids, gp, [](int32_t, std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  });
+  if (isatty(fileno(stdout))) std::fputc('\n', stdout);
+  std::fflush(stdout);
+  const double total_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
+  if (st.stop == StopReason::kContextFull) {
+    spdlog::warn("warning: stopped: the context of {} tokens is full", session.context());
+  }
+  PrintTimings(load_ms, st, total_ms);
+}
+
+}  // namespace
+
+void AddRunCommand(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  CLI::App* cmd = app.add_subcommand("run", "Generate text from a prompt (text on stdout)");
+  cmd->add_option("-m,--model", a->model,
+                  "Model directory (Hugging Face layout); default: the built-in Austen model");
+  auto* p = cmd->add_option("-p,--prompt", a->prompt, "Prompt text");
+  auto* f = cmd->add_option("-f,--file", a->prompt_file, "Read the prompt from this file");
+  p->excludes(f);
+  cmd->add_option("-n,--n-predict", a->n_predict,
+                  "Tokens to generate (-1 = until end of text or the context is full)")
+      ->capture_default_str();
+  cmd->add_option("--temp", a->sampling.temperature, "Temperature (0 = greedy)")
+      ->capture_default_str();
+  cmd->add_option("--top-k", a->sampling.top_k, "Keep the K most likely tokens (0 = off)")
+      ->capture_default_str();
+  cmd->add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass, in (0, 1] (1 = off)")
+      ->capture_default_str();
+  cmd->add_option("--min-p", a->sampling.min_p,
+                  "Drop tokens below this fraction of the best one's probability (0 = off)")
+      ->capture_default_str();
+  cmd->add_option("--repeat-penalty", a->sampling.repeat_penalty,
+                  "Penalty for recently seen tokens (1 = off)")
+      ->capture_default_str();
+  cmd->add_option("--repeat-last-n", a->sampling.repeat_last_n,
+                  "Tokens the repeat penalty looks back over (-1 = all, 0 = off)")
+      ->capture_default_str();
+  cmd->add_option("-s,--seed", a->seed, "Random seed (-1 = random)")->capture_default_str();
+  cmd->add_option("-t,--threads", a->threads, "Threads (-1 = physical cores)")
+      ->capture_default_str();
+  cmd->add_option("-c,--ctx-size", a->ctx, "Context size in tokens (0 = the model's maximum)")
+      ->capture_default_str();
+  cmd->add_option("-b,--batch-size", a->batch, "Prompt tokens per forward batch")
+      ->capture_default_str();
+  cmd->add_option("--kernels", a->kernels,
+                  "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
+  cmd->callback([a] {
+    if (a->prompt.empty() && a->prompt_file.empty()) {
+      throw UsageError("qlm run needs a prompt: -p TEXT or -f FILE");
+    }
+    Run(*a);
+  });
+}
+
+}  // namespace qlm::cli

@@ -1,0 +1,96 @@
+// The transformer graph: one function that runs a batch of tokens through
+// every layer of a llama / gemma / gemma2 / gemma3_text model, the
+// architectures differing only in config flags (see core/forward.cc).
+//
+// Prefill passes many tokens per call (M > 1 matmuls); decode passes one.
+// Activations are f32 in scratch buffers allocated once per session; the hot
+// path allocates nothing and calls compute only through the kernel table.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "base/aligned_buffer.h"
+#include "core/kv_cache.h"
+#include "core/model.h"
+#include "core/rope.h"
+#include "kernels/registry.h"
+#include "loaders/model_config.h"
+
+namespace qlm {
+
+class ThreadPool;
+
+// Calibration hook (GPTQ, core/gptq_model.h): sees the input of every
+// linear before its matmul. Null in normal runs; costs one branch per linear.
+enum class LinearInput : uint8_t {
+  kAttention,     // q/k/v_proj input: attn_norm(x), [n, hidden]
+  kAttentionOut,  // o_proj input: the attention output, [n, heads · head_dim]
+  kMlp,           // gate/up_proj input: ffn_norm(x), [n, hidden]
+  kMlpDown,       // down_proj input: act(gate) ⊙ up, [n, intermediate]
+  kHead,          // lm_head input: final_norm(x), [rows, hidden] (layer = num_layers)
+};
+
+class ForwardObserver {
+ public:
+  virtual ~ForwardObserver() = default;
+  virtual void OnLinearInput(size_t layer, LinearInput which, const float* x, size_t rows,
+                             size_t cols) = 0;
+  // ForwardBatch returns right after this layer (its output is all a
+  // calibration pass needs); SIZE_MAX runs every layer.
+  size_t last_layer = SIZE_MAX;
+};
+
+// Everything the graph reads that does not change while a model is loaded.
+struct Transformer {
+  const ModelConfig* config = nullptr;
+  const ModelWeights* weights = nullptr;
+  const kernels::KernelTable* kernels = nullptr;
+  RopeFreqs rope_global;                // rope_theta + rope_scaling
+  RopeFreqs rope_local;                 // gemma3 sliding layers: rope_local_base_freq, unscaled
+  float embed_scale = 1.0f;             // sqrt(hidden_size) for the gemma family, else 1
+  ForwardObserver* observer = nullptr;  // calibration only
+};
+
+Transformer MakeTransformer(const ModelConfig& config, const ModelWeights& weights,
+                            const kernels::KernelTable& kernels);
+
+// Activation buffers for batches of up to max_batch tokens.
+class ForwardScratch {
+ public:
+  ForwardScratch() = default;
+  ForwardScratch(const ModelConfig& config, size_t max_batch);
+
+  size_t max_batch = 0;
+  float* x = nullptr;     // [B, hidden]  the residual stream
+  float* xn = nullptr;    // [B, hidden]  normalised input of a sub-block
+  float* q = nullptr;     // [B, heads · head_dim]
+  float* k = nullptr;     // [B, kv_heads · head_dim]
+  float* v = nullptr;     // [B, kv_heads · head_dim]
+  float* att = nullptr;   // [B, heads · head_dim]  attention output
+  float* proj = nullptr;  // [B, hidden]  output of o_proj / down_proj
+  float* gate = nullptr;  // [B, intermediate]
+  float* up = nullptr;    // [B, intermediate]
+  float *cos_global = nullptr, *sin_global = nullptr;  // [B, head_dim / 2]
+  float *cos_local = nullptr, *sin_local = nullptr;
+  // Sliding-window prefill staging: the ring's slots plus the batch's own
+  // keys, [kv_heads][window + B][head_dim], so no query of the batch loses
+  // a key the batch itself overwrites in the ring.
+  float* stage_k = nullptr;
+  float* stage_v = nullptr;
+  int32_t* stage_pos = nullptr;  // [window + B]
+  size_t stage_capacity = 0;
+  size_t bytes() const { return storage_.size(); }
+
+ private:
+  AlignedBuffer storage_;
+};
+
+// Runs tokens[0..n) (n <= s.max_batch) at positions pos0, pos0 + 1, ...
+// appending their keys and values to kv (the caller checks the context).
+// If logits is non-null, writes the logits of rows [first_out, n) to
+// logits[(i - first_out) · vocab ...]. pool may be null (single thread).
+void ForwardBatch(const Transformer& m, KvCache& kv, ForwardScratch& s, ThreadPool* pool,
+                  const int32_t* tokens, size_t n, int32_t pos0, float* logits, size_t first_out);
+
+}  // namespace qlm

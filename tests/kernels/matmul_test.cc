@@ -1,0 +1,241 @@
+// Matmul with f32 activations, every weight format × every ISA available here:
+//  1. the scalar reference against a plain double-precision dot product of
+//     DequantizeRow output (the format's own decoder), and
+//  2. every SIMD table against the scalar reference,
+// on odd sizes (K not a multiple of the vector width or of the group, N = 1,
+// M = 1, 3, 17), output sub-ranges, the tiled (M, K blocked) path, concurrent
+// calls on disjoint ranges, and bad calls.
+//
+// Tolerances are relative to ‖x_i‖·‖w_n‖ (Cauchy-Schwarz bounds |y| by it):
+//  * reference vs double dot of DequantizeRow: 1e-6 (same decoded weights,
+//    both sum in double: only the final f32 rounding differs);
+//  * SIMD vs reference: 2e-5 (f32 accumulation in a different order; a
+//    single wrong weight among K <= 300 moves y by ~1/K of the bound, far
+//    above this).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/error.h"
+#include "kernels/registry.h"
+#include "quant/format.h"
+#include "quant/quantize.h"
+#include "tests/kernels/matmul_test_util.h"
+
+namespace qlm::kernels {
+namespace {
+
+using test::FormatCase;
+using test::MakeWeight;
+using test::RandomVector;
+using test::RowNorms;
+
+constexpr double kRefTol = 1e-6;
+constexpr double kSimdTol = 2e-5;
+
+const size_t kKs[] = {1, 7, 31, 33, 63, 65, 100, 129, 257, 300};
+const size_t kNs[] = {1, 3, 17};
+const size_t kMs[] = {1, 3, 17};
+
+// max_{i,n in range} |a − b| / (‖x_i‖‖w_n‖); NaN counts as infinitely wrong.
+double MaxRelError(const std::vector<float>& a, const std::vector<float>& b,
+                   const std::vector<double>& xnorm, const std::vector<double>& wnorm, size_t m,
+                   size_t n_total, size_t n_begin, size_t n_end) {
+  double worst = 0.0;
+  for (size_t i = 0; i < m; ++i) {
+    for (size_t n = n_begin; n < n_end; ++n) {
+      const double d = std::fabs(static_cast<double>(a[i * n_total + n]) - b[i * n_total + n]);
+      const double bound = xnorm[i] * wnorm[n] + 1e-30;
+      if (!(d <= bound * 1e30)) return std::numeric_limits<double>::infinity();
+      worst = std::max(worst, d / bound);
+    }
+  }
+  return worst;
+}
+
+class MatmulTest : public ::testing::TestWithParam<FormatCase> {};
+
+TEST_P(MatmulTest, ScalarReferenceMatchesDequantizedDot) {
+  const FormatCase& fc = GetParam();
+  const KernelTable& scalar = GetTable(Isa::kScalar);
+  std::mt19937 rng(1234);
+  for (size_t k : kKs) {
+    for (size_t n : kNs) {
+      for (size_t m : kMs) {
+        SCOPED_TRACE("K=" + std::to_string(k) + " N=" + std::to_string(n) +
+                     " M=" + std::to_string(m));
+        const test::Weight w = MakeWeight(fc, n, k, rng);
+        const std::vector<float> x = RandomVector(m * k, rng);
+        std::vector<float> y(m * n, std::nanf("")), want(m * n);
+        scalar.matmul[static_cast<int>(fc.format)](w.q.view(), x.data(), m, y.data(), 0, n);
+        std::vector<float> row(k);
+        for (size_t r = 0; r < n; ++r) {
+          DequantizeRow(w.q.view(), r, row.data());
+          for (size_t i = 0; i < m; ++i) {
+            double acc = 0.0;
+            for (size_t j = 0; j < k; ++j) acc += static_cast<double>(row[j]) * x[i * k + j];
+            want[i * n + r] = static_cast<float>(acc);
+          }
+        }
+        const auto xn = RowNorms(x, m, k);
+        const auto wn = test::DequantizedRowNorms(w.q.view());
+        EXPECT_LE(MaxRelError(y, want, xn, wn, m, n, 0, n), kRefTol);
+      }
+    }
+  }
+}
+
+TEST_P(MatmulTest, EveryIsaMatchesScalarReference) {
+  const FormatCase& fc = GetParam();
+  const KernelTable& scalar = GetTable(Isa::kScalar);
+  for (Isa isa : test::SimdIsas()) {
+    SCOPED_TRACE(IsaName(isa));
+    const KernelTable& table = GetTable(isa);
+    std::mt19937 rng(99);
+    for (size_t k : kKs) {
+      for (size_t n : kNs) {
+        for (size_t m : kMs) {
+          SCOPED_TRACE("K=" + std::to_string(k) + " N=" + std::to_string(n) +
+                       " M=" + std::to_string(m));
+          const test::Weight w = MakeWeight(fc, n, k, rng);
+          const std::vector<float> x = RandomVector(m * k, rng);
+          std::vector<float> want(m * n), got(m * n, std::nanf(""));
+          scalar.matmul[static_cast<int>(fc.format)](w.q.view(), x.data(), m, want.data(), 0, n);
+          table.matmul[static_cast<int>(fc.format)](w.q.view(), x.data(), m, got.data(), 0, n);
+          const auto xn = RowNorms(x, m, k);
+          const auto wn = test::DequantizedRowNorms(w.q.view());
+          EXPECT_LE(MaxRelError(got, want, xn, wn, m, n, 0, n), kSimdTol);
+        }
+      }
+    }
+  }
+}
+
+// Only [n_begin, n_end) is written; the result there equals the full call's.
+TEST_P(MatmulTest, SubRangesWriteOnlyTheirColumns) {
+  const FormatCase& fc = GetParam();
+  std::mt19937 rng(7);
+  const size_t k = 129, n = 17;
+  const test::Weight w = MakeWeight(fc, n, k, rng);
+  for (Isa isa : test::AllIsas()) {
+    SCOPED_TRACE(IsaName(isa));
+    const MatmulFn fn = GetTable(isa).matmul[static_cast<int>(fc.format)];
+    for (size_t m : {size_t{1}, size_t{3}}) {
+      const std::vector<float> x = RandomVector(m * k, rng);
+      std::vector<float> full(m * n);
+      fn(w.q.view(), x.data(), m, full.data(), 0, n);
+      const std::pair<size_t, size_t> ranges[] = {{0, 1},   {5, 6},  {3, 12},
+                                                  {16, 17}, {1, 17}, {7, 7}};
+      for (auto [b, e] : ranges) {
+        SCOPED_TRACE("range [" + std::to_string(b) + ", " + std::to_string(e) +
+                     ") m=" + std::to_string(m));
+        std::vector<float> y(m * n, -12345.0f);
+        fn(w.q.view(), x.data(), m, y.data(), b, e);
+        for (size_t i = 0; i < m; ++i) {
+          for (size_t c = 0; c < n; ++c) {
+            if (c >= b && c < e) {
+              EXPECT_EQ(y[i * n + c], full[i * n + c]) << "i=" << i << " n=" << c;
+            } else {
+              EXPECT_EQ(y[i * n + c], -12345.0f)
+                  << "wrote outside the range: i=" << i << " n=" << c;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, MatmulTest, ::testing::ValuesIn(test::AllFormatCases()),
+                         [](const auto& info) { return info.param.name; });
+
+// Shapes that cross the tiled path's K block (1024 inputs) and M block (64
+// rows), with a partial last panel of rows.
+TEST(MatmulTiledTest, BlockedShapesMatchScalarReference) {
+  const KernelTable& scalar = GetTable(Isa::kScalar);
+  std::mt19937 rng(5);
+  struct Shape {
+    size_t m, n, k;
+  };
+  const Shape shapes[] = {{70, 6, 1100}, {2, 5, 2300}, {65, 3, 64}};
+  for (const FormatCase& fc : test::AllFormatCases()) {
+    SCOPED_TRACE(fc.name);
+    for (const Shape& s : shapes) {
+      SCOPED_TRACE("M=" + std::to_string(s.m) + " N=" + std::to_string(s.n) +
+                   " K=" + std::to_string(s.k));
+      const test::Weight w = MakeWeight(fc, s.n, s.k, rng);
+      const std::vector<float> x = RandomVector(s.m * s.k, rng);
+      std::vector<float> want(s.m * s.n);
+      scalar.matmul[static_cast<int>(fc.format)](w.q.view(), x.data(), s.m, want.data(), 0, s.n);
+      const auto xn = RowNorms(x, s.m, s.k);
+      const auto wn = test::DequantizedRowNorms(w.q.view());
+      for (Isa isa : test::SimdIsas()) {
+        SCOPED_TRACE(IsaName(isa));
+        std::vector<float> got(s.m * s.n, std::nanf(""));
+        GetTable(isa).matmul[static_cast<int>(fc.format)](w.q.view(), x.data(), s.m, got.data(), 0,
+                                                          s.n);
+        EXPECT_LE(MaxRelError(got, want, xn, wn, s.m, s.n, 0, s.n), kSimdTol);
+      }
+    }
+  }
+}
+
+// Two threads on disjoint halves at once (per-thread scratch only) give the
+// same result as one call.
+TEST(MatmulThreadsTest, DisjointRangesConcurrently) {
+  std::mt19937 rng(11);
+  const size_t n = 64, k = 300;
+  for (const FormatCase& fc : test::AllFormatCases()) {
+    SCOPED_TRACE(fc.name);
+    const test::Weight w = MakeWeight(fc, n, k, rng);
+    for (Isa isa : test::AllIsas()) {
+      SCOPED_TRACE(IsaName(isa));
+      const MatmulFn fn = GetTable(isa).matmul[static_cast<int>(fc.format)];
+      for (size_t m : {size_t{1}, size_t{5}}) {
+        const std::vector<float> x = RandomVector(m * k, rng);
+        std::vector<float> one(m * n), two(m * n);
+        fn(w.q.view(), x.data(), m, one.data(), 0, n);
+        std::thread a([&] {
+          for (int rep = 0; rep < 20; ++rep) fn(w.q.view(), x.data(), m, two.data(), 0, n / 2);
+        });
+        std::thread b([&] {
+          for (int rep = 0; rep < 20; ++rep) fn(w.q.view(), x.data(), m, two.data(), n / 2, n);
+        });
+        a.join();
+        b.join();
+        EXPECT_EQ(one, two);
+      }
+    }
+  }
+}
+
+TEST(MatmulErrorsTest, BadCallsThrowNamingTheProblem) {
+  std::mt19937 rng(3);
+  const test::Weight w = MakeWeight(test::AllFormatCases()[1], 4, 40, rng);  // bf16
+  const std::vector<float> x(40, 1.0f);
+  std::vector<float> y(8);
+  for (Isa isa : test::AllIsas()) {
+    SCOPED_TRACE(IsaName(isa));
+    const KernelTable& t = GetTable(isa);
+    // Wrong format for the entry.
+    EXPECT_THROW(t.matmul[static_cast<int>(Format::kF32)](w.q.view(), x.data(), 1, y.data(), 0, 4),
+                 Error);
+    // Output range past the rows.
+    try {
+      t.matmul[static_cast<int>(Format::kBF16)](w.q.view(), x.data(), 1, y.data(), 2, 5);
+      ADD_FAILURE() << "no error for range [2, 5) of 4 rows";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("[2, 5)"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace qlm::kernels

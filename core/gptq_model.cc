@@ -45,6 +45,21 @@ class HessianObserver : public ForwardObserver {
   std::vector<HessianAccumulator> acc_;
 };
 
+// Collects H of the output head's input.
+class HeadObserver : public ForwardObserver {
+ public:
+  HeadObserver(size_t d, const kernels::KernelTable& table, ThreadPool* pool)
+      : acc(d), table_(table), pool_(pool) {}
+  void OnLinearInput(size_t, LinearInput which, const float* x, size_t rows, size_t) override {
+    if (which == LinearInput::kHead) acc.Add(x, rows, table_, pool_);
+  }
+  HessianAccumulator acc;
+
+ private:
+  const kernels::KernelTable& table_;
+  ThreadPool* pool_;
+};
+
 QTensor& Slot(LayerWeights& L, int slot) {
   QTensor* slots[kLinearsPerLayer] = {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down};
   return *slots[slot];
@@ -93,8 +108,8 @@ std::vector<std::vector<int32_t>> SampleCalibrationWindows(const Tokenizer& toke
 
 std::map<std::string, QuantizedTensor> GptqQuantizeModel(
     const ModelConfig& c, const ModelWeights& weights, const kernels::KernelTable& table,
-    const std::vector<std::vector<int32_t>>& windows, const GptqOptions& options, ThreadPool* pool,
-    const GptqProgress& progress) {
+    const std::vector<std::vector<int32_t>>& windows, const GptqOptions& options, bool head,
+    ThreadPool* pool, const GptqProgress& progress) {
   if (windows.empty()) throw UsageError("GPTQ needs calibration windows");
   size_t longest = 0;
   for (const auto& w : windows) longest = std::max(longest, w.size());
@@ -105,8 +120,20 @@ std::map<std::string, QuantizedTensor> GptqQuantizeModel(
   const size_t batch = std::min<size_t>(longest, 256);
   ForwardScratch scratch(c, batch);
   std::map<std::string, QuantizedTensor> out;
-  const size_t total = w.layers.size() * kLinearsPerLayer;
+  const size_t total = w.layers.size() * kLinearsPerLayer + (head ? 1 : 0);
   std::vector<float> wf;
+  size_t done = 0;
+  const auto report = [&](const std::string& name, const GptqStats& st) {
+    ++done;
+    if (!progress) return;
+    GptqProgressInfo info;
+    info.tensor = name;
+    info.done = done;
+    info.total = total;
+    info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    info.stats = st;
+    progress(info);
+  };
   for (size_t l = 0; l < w.layers.size(); ++l) {
     HessianObserver obs(c, l, table, pool);
     m.observer = &obs;
@@ -132,16 +159,34 @@ std::map<std::string, QuantizedTensor> GptqQuantizeModel(
       t = q.view();  // later layers' calibration sees the quantized layer
       const std::string name = LayerLinearName(l, slot);
       out.emplace(name, std::move(q));
-      if (progress) {
-        GptqProgressInfo info;
-        info.tensor = name;
-        info.done = l * kLinearsPerLayer + static_cast<size_t>(slot) + 1;
-        info.total = total;
-        info.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        info.stats = st;
-        progress(info);
+      report(name, st);
+    }
+  }
+  if (head) {
+    // The head's input over the fully quantized layers: a full pass that
+    // computes the logits (into a scratch buffer) so final_norm(x) is seen.
+    HeadObserver obs(c.hidden_size, table, pool);
+    m.observer = &obs;
+    std::vector<float> logits(batch * static_cast<size_t>(c.vocab_size));
+    for (const auto& win : windows) {
+      kv.Clear();
+      for (size_t p = 0; p < win.size(); p += batch) {
+        const size_t n = std::min(batch, win.size() - p);
+        ForwardBatch(m, kv, scratch, pool, win.data() + p, n, static_cast<int32_t>(p),
+                     logits.data(), 0);
       }
     }
+    m.observer = nullptr;
+    const std::vector<float> H = obs.acc.Hessian();
+    const QTensor& t = w.lm_head;
+    const size_t rows = t.desc.rows, cols = t.desc.cols;
+    wf.resize(rows * cols);
+    for (size_t r = 0; r < rows; ++r) DequantizeRow(t, r, wf.data() + r * cols);
+    GptqStats st;
+    QuantizedTensor q = GptqQuantize(wf.data(), rows, cols, H.data(), options, pool, &st);
+    const std::string name = c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    out.emplace(name, std::move(q));
+    report(name, st);
   }
   return out;
 }

@@ -10,9 +10,12 @@
 //     quantize layer l's seven linears with GPTQ (core/gptq_solver.h)
 //     and swap them into the model
 //
-// The embedding and output head are not GPTQ-quantized here (the caller
-// rounds them to nearest): a tied table also serves the per-token lookup,
-// whose error GPTQ's output-error criterion does not see.
+//   finally (with `head`), one more pass over the fully quantized layers
+//   collects H of the output head's input, final_norm(x), and the head is
+//   quantized with GPTQ too. On Gemma the head is tied to the embedding, so
+//   the same q4 table then also serves the per-token lookup (measured on the
+//   Austen model: the head dominates q4's KL divergence, and the GPTQ'd
+//   table is also the better embedding; docs/quantization.md).
 #pragma once
 
 #include <cstddef>
@@ -61,10 +64,12 @@ using GptqProgress = std::function<void(const GptqProgressInfo&)>;
 
 // Runs GPTQ on every layer linear of `weights` (any formats the table can
 // multiply; the originals are decoded with DequantizeRow, so pass f32 for a
-// faithful start). Returns the q4 tensors by Hugging Face name.
+// faithful start) and, with `head`, on the output head
+// ("model.embed_tokens.weight" when tied, else "lm_head.weight"). Returns
+// the q4 tensors by Hugging Face name.
 std::map<std::string, QuantizedTensor> GptqQuantizeModel(
     const ModelConfig& config, const ModelWeights& weights, const kernels::KernelTable& table,
-    const std::vector<std::vector<int32_t>>& windows, const GptqOptions& options, ThreadPool* pool,
-    const GptqProgress& progress = {});
+    const std::vector<std::vector<int32_t>>& windows, const GptqOptions& options, bool head,
+    ThreadPool* pool, const GptqProgress& progress = {});
 
 }  // namespace qlm

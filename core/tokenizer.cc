@@ -76,7 +76,13 @@ Tokenizer Tokenizer::FromSerializedProto(std::string_view bytes, const std::stri
   if (impl->proto.empty()) throw Error(source + " is empty, not a SentencePiece model");
   // libsentencepiece trusts the normalizer's trie; a crafted one crashes it.
   CheckSentencePieceProto(impl->proto, source);
-  const auto status = impl->sp.LoadFromSerializedProto(impl->proto);
+  const auto status = [&] {
+    try {
+      return impl->sp.LoadFromSerializedProto(impl->proto);
+    } catch (const std::exception& e) {  // its trie builder (Darts) throws on some bad models
+      throw Error(source + " is not a valid SentencePiece model: " + e.what());
+    }
+  }();
   if (!status.ok()) {
     throw Error(source + " is not a valid SentencePiece model: " + status.ToString());
   }

@@ -15,6 +15,7 @@
 
 #include "apps/qlm/commands.h"
 #include "apps/qlm/model_path.h"
+#include "apps/qlm/quant_flags.h"
 #include "base/error.h"
 #include "core/qlm.h"
 #include "core/thread_pool.h"
@@ -28,6 +29,7 @@ struct LogitsArgs {
   std::string out;
   std::string kernels;
   int threads = 1;
+  QuantFlags quant;
 };
 
 std::vector<int32_t> ParseIds(const std::string& text) {
@@ -57,6 +59,9 @@ void Logits(const LogitsArgs& a) {
     throw UsageError("-t/--threads must be >= 1, got " + std::to_string(a.threads));
   LoadOptions lo;
   lo.kernels = a.kernels;
+  lo.quant = ParseQuantName(a.quant.quant, "--quant");
+  lo.group_size = CheckGroupSize(a.quant.group_size, lo.quant);
+  lo.threads = static_cast<size_t>(a.threads);
   const std::string dir = ResolveModelDir(a.model);
   const Model model = Model::Load(dir, lo);
   const int vocab = model.config().vocab_size;
@@ -98,10 +103,12 @@ void AddLogitsCommand(CLI::App& app) {
   auto a = std::make_shared<LogitsArgs>();
   CLI::App* cmd = app.add_subcommand(
       "logits", "Write the logits of token ids run from position 0 (float32 LE, [n_ids x vocab])");
-  cmd->add_option("-m,--model", a->model,
-                  "Model directory (Hugging Face layout); default: the built-in Austen model");
+  cmd->add_option(
+      "-m,--model", a->model,
+      "Model: HF directory, AutoGPTQ directory or .qlm file; default: the built-in Austen model");
   cmd->add_option("--ids", a->ids, "Comma-separated token ids, e.g. 2,651,8")->required();
   cmd->add_option("-o,--output", a->out, "Output file")->required();
+  AddQuantFlags(cmd, a->quant);
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   cmd->add_option("-t,--threads", a->threads, "Threads")->capture_default_str();

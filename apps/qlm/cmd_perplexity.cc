@@ -61,6 +61,7 @@ void Perplexity(const PerplexityArgs& a) {
   lo.kernels = a.kernels;
   lo.quant = ParseQuantName(a.quant.quant, "--quant");
   lo.group_size = CheckGroupSize(a.quant.group_size, lo.quant);
+  lo.threads = a.threads > 0 ? static_cast<size_t>(a.threads) : 0;
   // BASE: a format name, or a path.
   std::optional<Format> base_format;
   bool base_is_format = false;
@@ -82,12 +83,14 @@ void Perplexity(const PerplexityArgs& a) {
   if (base_is_format) {
     LoadOptions blo;
     blo.kernels = a.kernels;
+    blo.threads = lo.threads;
     blo.quant = base_format;
     base.emplace(Model::Load(path, blo));
     base_name = path + " as " + a.base;
   } else if (!a.base.empty()) {
     LoadOptions blo;
     blo.kernels = a.kernels;
+    blo.threads = lo.threads;
     base.emplace(Model::Load(a.base, blo));
     base_name = a.base;
   }
@@ -96,6 +99,11 @@ void Perplexity(const PerplexityArgs& a) {
 
   const std::vector<int> ids = model.tokenizer().Encode(text, /*add_bos=*/true);
   const std::vector<int32_t> ids32(ids.begin(), ids.end());
+  if (ids32.size() < a.ctx) {
+    throw UsageError("the text has " + std::to_string(ids32.size()) +
+                     " tokens, fewer than one window of " + std::to_string(a.ctx) +
+                     " (lower -c/--ctx-size)");
+  }
   PerplexityOptions po;
   po.context = a.ctx;
   po.batch = a.batch;

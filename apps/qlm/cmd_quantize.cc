@@ -27,7 +27,7 @@
 #include "apps/qlm/commands.h"
 #include "apps/qlm/quant_flags.h"
 #include "base/error.h"
-#include "core/convert.h"
+#include "core/export_qlm.h"
 #include "core/gptq_model.h"
 #include "core/model.h"
 #include "core/model_source.h"
@@ -47,10 +47,13 @@ struct QuantizeArgs {
   QuantFlags quant;
   std::string method = "rtn";
   std::string calib;
-  size_t calib_sequences = 128;
-  size_t calib_tokens = 256;
+  size_t calib_sequences = 64;
+  size_t calib_tokens = 512;
   bool sym = false;
   bool act_order = false;
+  bool clip_search = false;
+  bool head_rtn = false;
+  std::string head_quant;
   int threads = -1;
   std::string kernels;
 };
@@ -81,73 +84,6 @@ std::string DefaultCalibrationFile() {
   for (const fs::path& p : tried) where += (where.empty() ? "" : " and ") + p.string();
   throw UsageError("--method gptq needs calibration text: no --calib FILE given and the default (" +
                    where + ") is missing");
-}
-
-// Sort key that orders "model.layers.10" after "model.layers.9".
-std::vector<std::pair<std::string, uint64_t>> NaturalKey(const std::string& s) {
-  std::vector<std::pair<std::string, uint64_t>> key;
-  size_t i = 0;
-  while (i < s.size()) {
-    size_t j = i;
-    while (j < s.size() && !std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
-    uint64_t num = 0;
-    size_t k = j;
-    while (k < s.size() && std::isdigit(static_cast<unsigned char>(s[k])) && k - j < 18) {
-      num = num * 10 + static_cast<uint64_t>(s[k] - '0');
-      ++k;
-    }
-    key.emplace_back(s.substr(i, j - i), num);
-    i = k;
-  }
-  return key;
-}
-
-// One tensor to write: where it comes from.
-struct Item {
-  std::string name;
-  std::vector<int64_t> shape;
-  const StoredTensor* stored = nullptr;
-  const QTensor* prepared = nullptr;
-};
-
-bool IsGptqPart(const std::string& name) {
-  for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) {
-    if (name.ends_with(suffix)) return true;
-  }
-  return false;
-}
-
-std::vector<Item> ListTensors(const ModelSource& s) {
-  std::vector<Item> items;
-  for (const auto& [name, view] : s.prepared) {
-    Item it;
-    it.name = name;
-    it.prepared = &view;
-    if (view.desc.rows == 1 && s.qlm) {
-      it.shape = s.qlm->contents().Find(name)->shape;
-    } else {
-      it.shape = {static_cast<int64_t>(view.desc.rows), static_cast<int64_t>(view.desc.cols)};
-    }
-    items.push_back(std::move(it));
-  }
-  for (const auto& [name, t] : s.store.tensors()) {
-    if (s.gptq && IsGptqPart(name)) continue;
-    if (s.prepared.count(name) != 0) continue;
-    if (t.dtype == DType::kI32) {
-      throw Error("tensor " + name + " in " + s.path + " is I32; qlm quantize converts float tensors");
-    }
-    if (t.shape.empty() || t.shape.size() > 2 || t.numel() == 0) {
-      throw Error("tensor " + name + " in " + s.path + " is not a vector or a matrix");
-    }
-    Item it;
-    it.name = name;
-    it.shape = t.shape;
-    it.stored = &t;
-    items.push_back(std::move(it));
-  }
-  std::sort(items.begin(), items.end(),
-            [](const Item& a, const Item& b) { return NaturalKey(a.name) < NaturalKey(b.name); });
-  return items;
 }
 
 std::string Bytes(double b) {
@@ -189,14 +125,18 @@ void Quantize(const QuantizeArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::optional<Format> format = ParseQuantName(a.quant.quant, "--quant");
   if (!format) throw UsageError("qlm quantize needs --quant (f32, bf16, int8, q4, sfp8)");
-  const uint32_t group = CheckGroupSize(a.quant.group_size, format);
+  const std::optional<Format> head_format = ParseQuantName(a.head_quant, "--head-quant");
+  const uint32_t group =
+      CheckGroupSize(a.quant.group_size,
+                     format == Format::kQ4 || head_format == Format::kQ4 ? Format::kQ4 : format);
   if (a.method != "rtn" && a.method != "gptq") {
     throw UsageError("--method must be rtn or gptq, got '" + a.method + "'");
   }
   const bool gptq = a.method == "gptq";
   if (gptq && *format != Format::kQ4) throw UsageError("--method gptq produces q4: use --quant q4");
-  if (!gptq && (a.act_order || !a.calib.empty())) {
-    throw UsageError("--act-order and --calib apply to --method gptq only");
+  if (!gptq && (a.act_order || a.clip_search || a.head_rtn || !a.calib.empty())) {
+    throw UsageError(
+        "--act-order, --clip-search, --head-rtn and --calib apply to --method gptq only");
   }
   if (a.sym && *format != Format::kQ4) throw UsageError("--sym applies to --quant q4 only");
   if (a.threads == 0 || a.threads < -1) {
@@ -248,17 +188,18 @@ void Quantize(const QuantizeArgs& a) {
     go.group_size = group ? group : kQ4DefaultGroupSize;
     go.asymmetric = !a.sym;
     go.act_order = a.act_order;
+    go.clip_search = a.clip_search;
     spdlog::info("GPTQ: {} calibration windows of {} tokens from {}, {} threads, kernels {}",
                  windows.size(), co.tokens, calib_path, threads, kernels::IsaName(table.isa));
-    const size_t n_linears = config.num_layers * kLinearsPerLayer;
+    const bool head_gptq = !a.head_rtn && (!head_format || *head_format == Format::kQ4);
+    const size_t n_linears = config.num_layers * kLinearsPerLayer + (head_gptq ? 1 : 0);
     Progress bar(n_linears);
-    solved = GptqQuantizeModel(config, f32.w, table, windows, go, &pool,
-                               [&](const GptqProgressInfo& p) {
-                                 char what[96];
-                                 std::snprintf(what, sizeof(what), "GPTQ loss %.4g (%.1f s)",
-                                               p.stats.loss, p.seconds);
-                                 bar.Step(p.done - 1, p.tensor, what);
-                               });
+    solved = GptqQuantizeModel(
+        config, f32.w, table, windows, go, head_gptq, &pool, [&](const GptqProgressInfo& p) {
+          char what[96];
+          std::snprintf(what, sizeof(what), "GPTQ loss %.4g (%.1f s)", p.stats.loss, p.seconds);
+          bar.Step(p.done - 1, p.tensor, what);
+        });
     calib_json = {{"file", fs::path(calib_path).filename().string()},
                   {"sequences", co.sequences},
                   {"tokens", co.tokens},
@@ -273,83 +214,54 @@ void Quantize(const QuantizeArgs& a) {
                            {"source", fs::path(a.src).filename().string()},
                            {"source_kind", ModelSourceKindName(src.kind)},
                            {"policy", "2-D weights (linears, embedding, head) in format; 1-D f32"}};
+  if (head_format) recipe["head_format"] = FormatName(*head_format);
   if (*format == Format::kQ4) {
     recipe["group_size"] = group ? group : kQ4DefaultGroupSize;
     recipe["asymmetric"] = !a.sym;
   }
   if (gptq) {
     recipe["act_order"] = a.act_order;
+    recipe["clip_search"] = a.clip_search;
+    recipe["head"] = a.head_rtn || (head_format && *head_format != Format::kQ4) ? "rtn" : "gptq";
     recipe["damp"] = 0.01;
     recipe["block_size"] = 128;
     recipe["calibration"] = calib_json;
   }
-  if (src.gptq) recipe["gptq_import"] = {{"group_size", src.gptq->group_size}, {"sym", src.gptq->sym}};
-  QlmFileMetadata meta;
-  meta.config_json = src.config_json;
-  meta.generation_config_json = src.generation_config_json;
-  meta.recipe_json = recipe.dump();
-  QlmFileWriter writer(a.out, meta, proto);
-
-  const std::vector<Item> items = ListTensors(src);
-  Progress bar(items.size());
-  uint64_t matrix_weights = 0, matrix_bytes = 0, vector_bytes = 0;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const Item& it = items[i];
-    const bool matrix = it.shape.size() == 2 && it.shape[0] > 1;
-    const uint64_t rows = it.shape.size() == 2 ? static_cast<uint64_t>(it.shape[0]) : 1;
-    const uint64_t cols = static_cast<uint64_t>(it.shape.back());
-    const Format want = matrix ? *format : Format::kF32;
-    std::string how;
-    std::optional<QuantizedTensor> converted;
-    const QTensor* view = nullptr;
-    if (const auto s = solved.find(it.name); s != solved.end()) {
-      view = nullptr;
-      converted.emplace(std::move(s->second));
-      how = "gptq";
-    } else if (it.prepared != nullptr && it.prepared->desc.format == want &&
-               (want != Format::kQ4 || group == 0 || it.prepared->desc.group_size == group)) {
-      view = it.prepared;  // already in the wanted format: copied exactly
-      how = src.gptq ? "gptq import" : "copy";
-    } else {
-      ConvertSource cs;
-      cs.name = it.name;
-      cs.rows = rows;
-      cs.cols = cols;
-      cs.stored = it.stored;
-      cs.view = it.prepared;
-      converted.emplace(ConvertTensor(cs, want, qo, &pool));
-      how = "rtn";
-    }
-    const QTensor v = view ? *view : converted->view();
-    writer.AddTensor(it.name, it.shape, v);
-    if (matrix) {
-      matrix_weights += rows * cols;
-      matrix_bytes += v.desc.total_bytes;
-    } else {
-      vector_bytes += v.desc.total_bytes;
-    }
-    bar.Step(i, it.name,
-             std::string(FormatName(v.desc.format)) + " " + how + " " + Bytes(v.desc.total_bytes));
-    if (converted) converted.reset();
-    if (const auto s = solved.find(it.name); s != solved.end()) solved.erase(s);
-  }
-  const uint64_t file_bytes = writer.Finish();
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (src.gptq)
+    recipe["gptq_import"] = {{"group_size", src.gptq->group_size}, {"sym", src.gptq->sym}};
+  ExportOptions eo;
+  eo.format = *format;
+  eo.head_format = head_format;
+  eo.quantize = qo;
+  eo.recipe_json = recipe.dump();
+  eo.pool = &pool;
+  eo.solved = &solved;
+  std::optional<Progress> bar;
+  const ExportSummary sum = ExportQlm(src, proto, a.out, eo, [&](const ExportedTensor& t) {
+    if (!bar) bar.emplace(t.total);
+    bar->Step(t.index, t.name,
+              std::string(FormatName(t.format)) + " " + t.how + " " + Bytes(double(t.bytes)));
+  });
+  const uint64_t file_bytes = sum.file_bytes;
+  const uint64_t matrix_weights = sum.matrix_weights, matrix_bytes = sum.matrix_bytes,
+                 vector_bytes = sum.vector_bytes;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("wrote %s: %s (%llu bytes), %zu tensors in %.1f s\n", a.out.c_str(),
               Bytes(static_cast<double>(file_bytes)).c_str(),
-              static_cast<unsigned long long>(file_bytes), items.size(), secs);
+              static_cast<unsigned long long>(file_bytes), sum.tensors, secs);
   std::printf(
       "  weight matrices: %llu weights in %s = %.4f bits/weight (%s, codes + scales + zero points "
       "+ padding)\n",
-      static_cast<unsigned long long>(matrix_weights), Bytes(static_cast<double>(matrix_bytes)).c_str(),
+      static_cast<unsigned long long>(matrix_weights),
+      Bytes(static_cast<double>(matrix_bytes)).c_str(),
       matrix_weights ? 8.0 * static_cast<double>(matrix_bytes) / static_cast<double>(matrix_weights)
                      : 0.0,
       FormatName(*format));
   std::printf("  vectors (f32): %s; whole file: %.4f bits/weight\n",
               Bytes(static_cast<double>(vector_bytes)).c_str(),
-              matrix_weights ? 8.0 * static_cast<double>(file_bytes) / static_cast<double>(matrix_weights)
-                             : 0.0);
+              matrix_weights
+                  ? 8.0 * static_cast<double>(file_bytes) / static_cast<double>(matrix_weights)
+                  : 0.0);
 }
 
 }  // namespace
@@ -364,7 +276,8 @@ void AddQuantizeCommand(CLI::App& app) {
   cmd->add_option("--quant", a->quant.quant,
                   "Format of the weight matrices: f32, bf16, int8 (alias q8_0), q4, sfp8")
       ->required();
-  cmd->add_option("--group-size", a->quant.group_size, "q4 group size: 32, 64 or 128 (default 128)");
+  cmd->add_option("--group-size", a->quant.group_size,
+                  "q4 group size: 32, 64 or 128 (default 128)");
   cmd->add_option("--method", a->method, "rtn (round to nearest) or gptq (needs calibration text)")
       ->capture_default_str();
   cmd->add_option("--calib", a->calib,
@@ -376,6 +289,14 @@ void AddQuantizeCommand(CLI::App& app) {
   cmd->add_flag("--sym", a->sym, "q4: symmetric (zero point 8) instead of asymmetric");
   cmd->add_flag("--act-order", a->act_order,
                 "GPTQ: quantize inputs in order of decreasing activation energy (stored permuted)");
+  cmd->add_option("--head-quant", a->head_quant,
+                  "Format of the embedding and output head (default: --quant), e.g. int8 or f32 "
+                  "for a higher-precision head");
+  cmd->add_flag("--clip-search", a->clip_search,
+                "GPTQ: search each group's range (shrink 1..0.21) for the least error instead of "
+                "plain min/max");
+  cmd->add_flag("--head-rtn", a->head_rtn,
+                "GPTQ: round the output head (tied embedding) to nearest instead of GPTQ");
   cmd->add_option("-t,--threads", a->threads, "Threads (-1 = physical cores)")
       ->capture_default_str();
   cmd->add_option("--kernels", a->kernels,

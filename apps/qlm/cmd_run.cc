@@ -18,6 +18,7 @@
 
 #include "apps/qlm/commands.h"
 #include "apps/qlm/model_path.h"
+#include "apps/qlm/quant_flags.h"
 #include "base/error.h"
 #include "core/qlm.h"
 #include "core/thread_pool.h"
@@ -36,6 +37,7 @@ struct RunArgs {
   size_t ctx = 0;
   size_t batch = 64;
   std::string kernels;
+  QuantFlags quant;
 };
 
 void PrintTimings(double load_ms, const GenerateStats& st, double total_ms) {
@@ -83,6 +85,9 @@ void Run(const RunArgs& a) {
 
   LoadOptions lo;
   lo.kernels = a.kernels;
+  lo.quant = ParseQuantName(a.quant.quant, "--quant");
+  lo.group_size = CheckGroupSize(a.quant.group_size, lo.quant);
+  lo.threads = a.threads > 0 ? static_cast<size_t>(a.threads) : 0;
   const std::string dir = ResolveModelDir(a.model);
   const Model model = Model::Load(dir, lo);
   SessionOptions so;
@@ -130,8 +135,9 @@ void Run(const RunArgs& a) {
 void AddRunCommand(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* cmd = app.add_subcommand("run", "Generate text from a prompt (text on stdout)");
-  cmd->add_option("-m,--model", a->model,
-                  "Model directory (Hugging Face layout); default: the built-in Austen model");
+  cmd->add_option(
+      "-m,--model", a->model,
+      "Model: HF directory, AutoGPTQ directory or .qlm file; default: the built-in Austen model");
   auto* p = cmd->add_option("-p,--prompt", a->prompt, "Prompt text");
   auto* f = cmd->add_option("-f,--file", a->prompt_file, "Read the prompt from this file");
   p->excludes(f);
@@ -160,6 +166,7 @@ void AddRunCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("-b,--batch-size", a->batch, "Prompt tokens per forward batch")
       ->capture_default_str();
+  AddQuantFlags(cmd, a->quant);
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   cmd->callback([a] {

@@ -363,9 +363,9 @@ struct Decoder<Arch, Format::kInt8> : DecoderBase<Arch, Decoder<Arch, Format::kI
   float Scale(size_t n, size_t g) const {
     return HalfToFloat<Arch>(w.scales[n * w.desc.groups_per_row + g]);
   }
-  // Group scales [first, first + count) of row n as f32.
-  void Scales(size_t n, size_t first, size_t count, float* out) const {
-    HalfsToFloats<Arch>(w.scales + n * w.desc.groups_per_row + first, count, out);
+  // The first `count` group scales of row n as f32.
+  void Scales(size_t n, size_t count, float* out) const {
+    HalfsToFloats<Arch>(w.scales + n * w.desc.groups_per_row, count, out);
   }
   float At(size_t n, size_t c) const {
     return Scale(n, c / kChunk) * static_cast<float>(static_cast<int8_t>(Row(n)[c]));
@@ -523,17 +523,6 @@ struct ChunkCounts {
 // 0.5-4 KiB ahead once rows are read as one sequential stream.
 inline constexpr size_t kPrefetchAhead = 0;
 
-// Decode keeps at most this many inputs of x (f32) per pass: 16 KiB, half
-// of L1, so x stays resident while the weights stream through.
-#ifndef QLM_GEMV_XBLOCK
-#define QLM_GEMV_XBLOCK 4096
-#endif
-#ifndef QLM_GEMV_ROWGROUP
-#define QLM_GEMV_ROWGROUP 16
-#endif
-inline constexpr size_t kGemvXBlock = QLM_GEMV_XBLOCK;
-inline constexpr size_t kGemvRowGroup = QLM_GEMV_ROWGROUP;
-
 // acc0/acc1 += chunk c of row n · x (two chains: vectors alternate).
 template <class Arch, class D>
 inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, size_t n, size_t c,
@@ -560,30 +549,24 @@ inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, s
   }
 }
 
-// y[n] (+)= row n · x over chunks [c_begin, c_end) (the last may be the
-// partial tail chunk). `chunk_scale`: scratch for chunk-scaled formats.
+// y[n] = row n · x.
 template <class Arch, class D>
 void GemvRow(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n, float* y,
-             float* chunk_scale, size_t c_begin, size_t c_end, bool accumulate) {
+             float* chunk_scale) {
   using V = VF<Arch>;
   constexpr size_t N = V::size, kV = D::kVecs;
   // Four accumulator chains (FMA latency × throughput): vectors alternate
   // within a chunk, chunks alternate between two pairs (unrolled, so the
   // accumulators stay in registers).
   V a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
-  const size_t full_end = std::min(c_end, cc.full);
-  if constexpr (D::kChunkScaled) {
-    // Indexed by absolute chunk: point the buffer so chunk c_begin is at 0.
-    dec.Scales(n, c_begin, full_end - std::min(c_begin, full_end), chunk_scale);
-    chunk_scale -= c_begin;
-  }
-  size_t c = c_begin;
-  for (; c + 1 < full_end; c += 2) {
+  if constexpr (D::kChunkScaled) dec.Scales(n, cc.full, chunk_scale);
+  size_t c = 0;
+  for (; c + 1 < cc.full; c += 2) {
     GemvChunk<Arch>(dec, xs, chunk_scale, n, c, a0, a1);
     GemvChunk<Arch>(dec, xs, chunk_scale, n, c + 1, a2, a3);
   }
-  if (c < full_end) GemvChunk<Arch>(dec, xs, chunk_scale, n, c, a0, a1);
-  if (cc.tail != 0 && c_end > cc.full) {
+  if (c < cc.full) GemvChunk<Arch>(dec, xs, chunk_scale, n, c, a0, a1);
+  if (cc.tail != 0) {
     V wv[kV];
     dec.Tail(n, cc.full, cc.tail, wv);
     for (size_t v = 0; v < kV; ++v) {
@@ -592,7 +575,7 @@ void GemvRow(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n, 
   }
   float s = xsimd::hadd((a0 + a1) + (a2 + a3));
   if constexpr (D::kHasRowScale) s *= dec.RowScale(n);
-  y[n] = accumulate ? y[n] + s : s;
+  y[n] = s;
 }
 
 // ---------------------------------------------------------------------------
@@ -695,24 +678,7 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
   if constexpr (D::kChunkScaled) {
     chunk_scale = static_cast<float*>(Scratch<Arch, 3>(cc.full * sizeof(float)));
   }
-  // x must stay in L1 while the weights stream past it. A long x (K = 9216:
-  // 36 KiB) is split into blocks of kGemvXBlock inputs, each applied to a
-  // group of rows before the next block; otherwise one row at a time.
-  const size_t block = std::max<size_t>(1, kGemvXBlock / D::kChunk);
-  if (cc.total <= block + block / 2) {
-    for (size_t n = n_begin; n < n_end; ++n) {
-      GemvRow<Arch>(dec, cc, xs, n, y, chunk_scale, 0, cc.total, false);
-    }
-    return;
-  }
-  for (size_t n0 = n_begin; n0 < n_end; n0 += kGemvRowGroup) {
-    const size_t n1 = std::min(n_end, n0 + kGemvRowGroup);
-    for (size_t c0 = 0; c0 < cc.total; c0 += block) {
-      const size_t c1 = std::min(cc.total, c0 + block);
-      for (size_t n = n0; n < n1; ++n)
-        GemvRow<Arch>(dec, cc, xs, n, y, chunk_scale, c0, c1, c0 != 0);
-    }
-  }
+  for (size_t n = n_begin; n < n_end; ++n) GemvRow<Arch>(dec, cc, xs, n, y, chunk_scale);
 }
 
 // The arch decode runs with: Arch itself, except in the avx512 table for

@@ -157,14 +157,14 @@ INSTANTIATE_TEST_SUITE_P(Formats, MatmulTest, ::testing::ValuesIn(test::AllForma
                          [](const auto& info) { return info.param.name; });
 
 // Shapes that cross the tiled path's K block (1024 inputs) and M block (64
-// rows), with a partial last panel of rows.
+// rows), with a partial last panel of rows; and a long decode row.
 TEST(MatmulTiledTest, BlockedShapesMatchScalarReference) {
   const KernelTable& scalar = GetTable(Isa::kScalar);
   std::mt19937 rng(5);
   struct Shape {
     size_t m, n, k;
   };
-  const Shape shapes[] = {{70, 6, 1100}, {2, 5, 2300}, {65, 3, 64}};
+  const Shape shapes[] = {{70, 6, 1100}, {2, 5, 2300}, {65, 3, 64}, {1, 5, 9001}};
   for (const FormatCase& fc : test::AllFormatCases()) {
     SCOPED_TRACE(fc.name);
     for (const Shape& s : shapes) {

@@ -16,7 +16,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$python" "$script" --from-shared "$shared" --out "$tmp/cases" || exit 1
 
 total=0 failed=0
-while IFS=$'\t' read -r kind rel outcome phrase; do
+while IFS=$'\t' read -r kind rel outcome phrase cli; do
   case "$kind" in '#'* | '') continue ;; esac
   total=$((total + 1))
   if ! "$runner" "$@" --outcome "$outcome" --expect "$phrase" -- \

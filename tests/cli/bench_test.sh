@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# CLI test for `qlm bench` (issue 7): runs it on the tiny random shape and
+# checks the JSON lines and the markdown table.
+#   bench_test.sh CASE QLM SHARED_DIR
+set -u -o pipefail
+
+case_name=$1
+QLM=$2
+SHARED=$3
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL [$case_name]: $*"; exit 1; }
+
+"$QLM" random-model --shape tiny-test -o "$TMP/m" >"$TMP/rm.out" 2>&1 ||
+  fail "random-model failed: $(cat "$TMP/rm.out")"
+
+case "$case_name" in
+  bench_json)
+    "$QLM" bench -m "$TMP/m" -p 16 -n 4 -r 2 -t 2 --json >"$TMP/out" 2>"$TMP/err" ||
+      fail "bench failed: $(cat "$TMP/err")"
+    cat "$TMP/out"
+    [ "$(wc -l <"$TMP/out")" -eq 2 ] || fail "expected 2 JSON lines"
+    python3 - "$TMP/out" <<'PY' || exit 1
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+tests = [l["test"] for l in lines]
+assert tests == ["pp16", "tg4"], tests
+for l in lines:
+    for k in ("test", "tokens_per_s", "stddev", "bytes_per_token", "bandwidth_fraction"):
+        assert k in l, (k, l)
+    assert l["tokens_per_s"] > 0, l
+    assert l["stddev"] >= 0, l
+tg = lines[1]
+assert tg["bytes_per_token"] > 0, tg
+assert 0 < tg["bandwidth_fraction"] < 1000, tg
+PY
+    ;;
+  bench_table)
+    "$QLM" bench -m "$TMP/m" -p 8 -n 2 -r 1 -t 1 >"$TMP/out" 2>"$TMP/err" ||
+      fail "bench failed: $(cat "$TMP/err")"
+    cat "$TMP/out"
+    grep -q '^| model | size | params | format | ISA | threads | test | t/s' "$TMP/out" ||
+      fail "no table header"
+    grep -q '| pp8 |' "$TMP/out" || fail "no pp8 row"
+    grep -q '| tg2 |' "$TMP/out" || fail "no tg2 row"
+    "$QLM" bench -m "$TMP/m" -r 0 >"$TMP/out" 2>"$TMP/err"
+    [ $? -eq 2 ] || fail "-r 0 should be a usage error (exit 2)"
+    grep -q 'repetitions' "$TMP/err" || fail "error does not name -r: $(cat "$TMP/err")"
+    ;;
+  *) fail "unknown case" ;;
+esac
+echo "PASS [$case_name]"

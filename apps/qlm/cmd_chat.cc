@@ -22,6 +22,7 @@
 #include "apps/qlm/commands.h"
 #include "apps/qlm/model_path.h"
 #include "apps/qlm/quant_flags.h"
+#include "apps/qlm/timings.h"
 #include "base/error.h"
 #include "core/chat_template.h"
 #include "core/qlm.h"
@@ -73,26 +74,6 @@ void InstallSigint() {
 
 double MsSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
-
-// The llama.cpp-style summary qlm run prints, over the whole conversation.
-void PrintTimings(double load_ms, const GenerateStats& st, double total_ms) {
-  auto per = [](double ms, size_t n) { return n ? ms / static_cast<double>(n) : 0.0; };
-  auto rate = [](double ms, size_t n) { return ms > 0 ? 1e3 * static_cast<double>(n) / ms : 0.0; };
-  spdlog::info("load time        = {:10.2f} ms", load_ms);
-  spdlog::info(
-      "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:9.2f} tokens per "
-      "second)",
-      st.prompt_ms, st.prompt_tokens, per(st.prompt_ms, st.prompt_tokens),
-      rate(st.prompt_ms, st.prompt_tokens));
-  spdlog::info(
-      "eval time        = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:9.2f} tokens per "
-      "second)",
-      st.decode_ms, st.decode_evals, per(st.decode_ms, st.decode_evals),
-      rate(st.decode_ms, st.decode_evals));
-  spdlog::info("sampling time    = {:10.2f} ms / {:5} runs", st.sample_ms, st.generated);
-  spdlog::info("total time       = {:10.2f} ms / {:5} tokens", total_ms,
-               st.prompt_tokens + st.generated);
 }
 
 void Chat(const ChatArgs& a) {

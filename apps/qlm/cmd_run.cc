@@ -19,6 +19,7 @@
 #include "apps/qlm/commands.h"
 #include "apps/qlm/model_path.h"
 #include "apps/qlm/quant_flags.h"
+#include "apps/qlm/timings.h"
 #include "base/error.h"
 #include "core/qlm.h"
 #include "core/thread_pool.h"
@@ -39,25 +40,6 @@ struct RunArgs {
   std::string kernels;
   QuantFlags quant;
 };
-
-void PrintTimings(double load_ms, const GenerateStats& st, double total_ms) {
-  auto per = [](double ms, size_t n) { return n ? ms / static_cast<double>(n) : 0.0; };
-  auto rate = [](double ms, size_t n) { return ms > 0 ? 1e3 * static_cast<double>(n) / ms : 0.0; };
-  spdlog::info("load time        = {:10.2f} ms", load_ms);
-  spdlog::info(
-      "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:9.2f} tokens per "
-      "second)",
-      st.prompt_ms, st.prompt_tokens, per(st.prompt_ms, st.prompt_tokens),
-      rate(st.prompt_ms, st.prompt_tokens));
-  spdlog::info(
-      "eval time        = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:9.2f} tokens per "
-      "second)",
-      st.decode_ms, st.decode_evals, per(st.decode_ms, st.decode_evals),
-      rate(st.decode_ms, st.decode_evals));
-  spdlog::info("sampling time    = {:10.2f} ms / {:5} runs", st.sample_ms, st.generated);
-  spdlog::info("total time       = {:10.2f} ms / {:5} tokens", total_ms,
-               st.prompt_tokens + st.generated);
-}
 
 void Run(const RunArgs& a) {
   const auto t_start = std::chrono::steady_clock::now();
@@ -85,8 +67,7 @@ void Run(const RunArgs& a) {
 
   LoadOptions lo;
   lo.kernels = a.kernels;
-  lo.quant = ParseQuantName(a.quant.quant, "--quant");
-  lo.group_size = CheckGroupSize(a.quant.group_size, lo.quant);
+  ApplyQuantFlags(a.quant, lo);
   lo.threads = a.threads > 0 ? static_cast<size_t>(a.threads) : 0;
   const std::string dir = ResolveModelDir(a.model);
   const Model model = Model::Load(dir, lo);

@@ -1,0 +1,28 @@
+#include "apps/qlm/timings.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstddef>
+
+namespace qlm::cli {
+
+void PrintTimings(double load_ms, const GenerateStats& st, double total_ms) {
+  auto per = [](double ms, size_t n) { return n ? ms / static_cast<double>(n) : 0.0; };
+  auto rate = [](double ms, size_t n) { return ms > 0 ? 1e3 * static_cast<double>(n) / ms : 0.0; };
+  spdlog::info("load time        = {:10.2f} ms", load_ms);
+  spdlog::info(
+      "prompt eval time = {:10.2f} ms / {:5} tokens ({:8.2f} ms per token, {:9.2f} tokens per "
+      "second)",
+      st.prompt_ms, st.prompt_tokens, per(st.prompt_ms, st.prompt_tokens),
+      rate(st.prompt_ms, st.prompt_tokens));
+  spdlog::info(
+      "eval time        = {:10.2f} ms / {:5} runs   ({:8.2f} ms per token, {:9.2f} tokens per "
+      "second)",
+      st.decode_ms, st.decode_evals, per(st.decode_ms, st.decode_evals),
+      rate(st.decode_ms, st.decode_evals));
+  spdlog::info("sampling time    = {:10.2f} ms / {:5} runs", st.sample_ms, st.generated);
+  spdlog::info("total time       = {:10.2f} ms / {:5} tokens", total_ms,
+               st.prompt_tokens + st.generated);
+}
+
+}  // namespace qlm::cli

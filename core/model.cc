@@ -65,9 +65,9 @@ class Binder {
   QTensor PreparedLinear(const std::string& name, const QTensor& t, int64_t rows, int64_t cols,
                          const char* why) {
     CheckPreparedShape(name, t, rows, cols, why);
-    if (!options_.quant ||
-        (*options_.quant == t.desc.format &&
-         (options_.group_size == 0 || t.desc.group_size == options_.group_size))) {
+    const std::optional<Format> quant = QuantFor(name);
+    if (!quant || (*quant == t.desc.format &&
+                   (options_.group_size == 0 || t.desc.group_size == options_.group_size))) {
       return t;
     }
     ConvertSource src;
@@ -75,7 +75,13 @@ class Binder {
     src.rows = t.desc.rows;
     src.cols = t.desc.cols;
     src.view = &t;
-    return Keep(ConvertTensor(src, *options_.quant, QuantizeOpts(), options_.pool));
+    return Keep(ConvertTensor(src, *quant, QuantizeOpts(), options_.pool));
+  }
+
+  // The format --quant asks for `name` (the head may have its own).
+  std::optional<Format> QuantFor(const std::string& name) const {
+    const bool head = name == "model.embed_tokens.weight" || name == "lm_head.weight";
+    return head && options_.head_quant ? options_.head_quant : options_.quant;
   }
 
   // A [rows, cols] linear weight as the kernels read it.
@@ -85,8 +91,8 @@ class Binder {
     CheckShape(t, {rows, cols}, why);
     const auto r = static_cast<uint64_t>(rows), c = static_cast<uint64_t>(cols);
     Format want;
-    if (options_.quant) {
-      want = *options_.quant;
+    if (const std::optional<Format> quant = QuantFor(name)) {
+      want = *quant;
     } else if (t.dtype == DType::kBF16) {
       want = Format::kBF16;
     } else {

@@ -55,6 +55,9 @@ struct BindOptions {
   // Round-to-nearest; q4 uses `group_size` (0 = the format's default).
   std::optional<Format> quant;
   uint32_t group_size = 0;
+  // The embedding and output head in this format instead of `quant`
+  // (mixed precision, like llama.cpp's --output-tensor-type); nullopt: `quant`.
+  std::optional<Format> head_quant;
   // Tensors already in a kernel format, by Hugging Face name (a .qlm file's,
   // repacked GPTQ linears: core/model_source.h). Looked up before `store`;
   // used in place unless `quant` asks for another format.

@@ -100,6 +100,7 @@ Model Model::Load(const std::string& dir, const LoadOptions& options) {
   BindOptions bind;
   bind.quant = options.quant;
   bind.group_size = options.group_size;
+  bind.head_quant = options.head_quant;
   bind.prepared = &src.prepared;
   bind.pool = so.pool;
   impl->bound = BindWeights(c, src.store, dir, bind);

@@ -45,6 +45,8 @@ struct LoadOptions {
   // loading (round-to-nearest). nullopt: as stored (f32/bf16 zero-copy).
   std::optional<Format> quant;
   uint32_t group_size = 0;  // q4 group size for `quant` (0 = default)
+  // The embedding and output head in this format instead (nullopt: `quant`).
+  std::optional<Format> head_quant;
   // Threads for load-time work (--quant conversion, GPTQ repacking), the
   // caller included; 0 = physical cores.
   size_t threads = 0;

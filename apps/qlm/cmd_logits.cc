@@ -59,8 +59,7 @@ void Logits(const LogitsArgs& a) {
     throw UsageError("-t/--threads must be >= 1, got " + std::to_string(a.threads));
   LoadOptions lo;
   lo.kernels = a.kernels;
-  lo.quant = ParseQuantName(a.quant.quant, "--quant");
-  lo.group_size = CheckGroupSize(a.quant.group_size, lo.quant);
+  ApplyQuantFlags(a.quant, lo);
   lo.threads = static_cast<size_t>(a.threads);
   const std::string dir = ResolveModelDir(a.model);
   const Model model = Model::Load(dir, lo);
@@ -108,7 +107,7 @@ void AddLogitsCommand(CLI::App& app) {
       "Model: HF directory, AutoGPTQ directory or .qlm file; default: the built-in Austen model");
   cmd->add_option("--ids", a->ids, "Comma-separated token ids, e.g. 2,651,8")->required();
   cmd->add_option("-o,--output", a->out, "Output file")->required();
-  AddQuantFlags(cmd, a->quant);
+  AddQuantFlags(cmd, a->quant, /*head_quant=*/true);
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   cmd->add_option("-t,--threads", a->threads, "Threads")->capture_default_str();

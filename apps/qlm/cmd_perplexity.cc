@@ -40,6 +40,7 @@ struct PerplexityArgs {
   int threads = -1;
   std::string base;
   bool json = false;
+  bool verify = false;
   std::string kernels;
 };
 
@@ -59,8 +60,8 @@ void Perplexity(const PerplexityArgs& a) {
   }
   LoadOptions lo;
   lo.kernels = a.kernels;
-  lo.quant = ParseQuantName(a.quant.quant, "--quant");
-  lo.group_size = CheckGroupSize(a.quant.group_size, lo.quant);
+  ApplyQuantFlags(a.quant, lo);
+  lo.verify_checksums = a.verify;
   lo.threads = a.threads > 0 ? static_cast<size_t>(a.threads) : 0;
   // BASE: a format name, or a path.
   std::optional<Format> base_format;
@@ -155,7 +156,8 @@ void AddPerplexityCommand(CLI::App& app) {
   cmd->add_option("-m,--model", a->model,
                   "Model: HF directory, AutoGPTQ directory or .qlm file; default: the built-in "
                   "Austen model");
-  AddQuantFlags(cmd, a->quant);
+  AddQuantFlags(cmd, a->quant, /*head_quant=*/true);
+  cmd->add_flag("--verify", a->verify, ".qlm files: check every tensor's checksum while loading");
   cmd->add_option("-f,--file", a->text_file, "Text file to score")->required();
   cmd->add_option("-c,--ctx-size", a->ctx, "Window length in tokens (second half scored)")
       ->capture_default_str();

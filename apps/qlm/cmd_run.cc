@@ -39,6 +39,7 @@ struct RunArgs {
   size_t batch = 64;
   std::string kernels;
   QuantFlags quant;
+  bool verify = false;
 };
 
 void Run(const RunArgs& a) {
@@ -68,6 +69,7 @@ void Run(const RunArgs& a) {
   LoadOptions lo;
   lo.kernels = a.kernels;
   ApplyQuantFlags(a.quant, lo);
+  lo.verify_checksums = a.verify;
   lo.threads = a.threads > 0 ? static_cast<size_t>(a.threads) : 0;
   const std::string dir = ResolveModelDir(a.model);
   const Model model = Model::Load(dir, lo);
@@ -147,7 +149,8 @@ void AddRunCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("-b,--batch-size", a->batch, "Prompt tokens per forward batch")
       ->capture_default_str();
-  AddQuantFlags(cmd, a->quant);
+  AddQuantFlags(cmd, a->quant, /*head_quant=*/true);
+  cmd->add_flag("--verify", a->verify, ".qlm files: check every tensor's checksum while loading");
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   cmd->callback([a] {

@@ -23,9 +23,13 @@ uint32_t CheckGroupSize(uint32_t group_size, std::optional<Format> format) {
   return group_size;
 }
 
-void AddQuantFlags(CLI::App* cmd, QuantFlags& flags) {
+void AddQuantFlags(CLI::App* cmd, QuantFlags& flags, bool head_quant) {
   cmd->add_option("--quant", flags.quant, kQuantHelp);
   cmd->add_option("--group-size", flags.group_size, "q4 group size: 32, 64 or 128 (default 128)");
+  if (head_quant) {
+    cmd->add_option("--head-quant", flags.head_quant,
+                    "Format of the embedding and output head instead of --quant (e.g. int8)");
+  }
 }
 
 }  // namespace qlm::cli

@@ -28,9 +28,22 @@ uint32_t CheckGroupSize(uint32_t group_size, std::optional<Format> format);
 struct QuantFlags {
   std::string quant;
   uint32_t group_size = 0;
+  std::string head_quant;
 };
 
-// Adds --quant and --group-size to `cmd`.
-void AddQuantFlags(CLI::App* cmd, QuantFlags& flags);
+// Adds --quant and --group-size to `cmd`, and --head-quant with
+// `head_quant` (for commands that apply flags with ApplyQuantFlags).
+void AddQuantFlags(CLI::App* cmd, QuantFlags& flags, bool head_quant = false);
+
+// Parses and checks all three into `quant`, `group_size` and `head_quant`
+// of `o` (LoadOptions, core/qlm.h). Throws qlm::UsageError.
+template <class Options>
+void ApplyQuantFlags(const QuantFlags& flags, Options& o) {
+  o.quant = ParseQuantName(flags.quant, "--quant");
+  o.head_quant = ParseQuantName(flags.head_quant, "--head-quant");
+  const bool any_q4 = o.quant == Format::kQ4 || o.head_quant == Format::kQ4;
+  o.group_size =
+      CheckGroupSize(flags.group_size, any_q4 ? std::optional<Format>(Format::kQ4) : o.quant);
+}
 
 }  // namespace qlm::cli

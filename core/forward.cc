@@ -20,8 +20,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <initializer_list>
+#include <string>
+#include <utility>
 
+#include "base/error.h"
 #include "core/thread_pool.h"
 #include "quant/quantize.h"
 
@@ -29,23 +34,194 @@ namespace qlm {
 namespace {
 
 // Output rows per thread-pool range: keeps each thread's slice of y on whole
-// cache lines and gives SIMD kernels full row tiles.
+// cache lines and gives SIMD kernels full row tiles. Every kernel computes a
+// row the same way whatever range it falls in, so the split (and the thread
+// count) never changes a result bit.
 constexpr size_t kRowGrain = 16;
 // Below this many multiply-adds an op runs on the calling thread alone: waking
 // the pool costs microseconds (far more on a busy machine), as much as the
 // work itself (a 256 × 256 decode matmul is ~65k multiply-adds).
 constexpr size_t kMinParallelWork = size_t{1} << 18;
+// Prefill blocking of the int8-activation path: per call the kernels stream
+// every activation row past each tile of weight rows, so a block of
+// activations (codes + the kernels' expanded scales, ~2 bytes per input) and
+// a block of weight rows are sized to share the 1 MiB L2 of the Zen 4 this
+// was tuned on instead of streaming [M, K] activations from L3.
+constexpr size_t kQ8ActBlockBytes = size_t{384} << 10;
+constexpr size_t kQ8WeightBlockBytes = size_t{256} << 10;
 
-void Matmul(const Transformer& m, ThreadPool* pool, const QTensor& w, const float* x, size_t rows,
-            float* y) {
-  const kernels::MatmulFn fn = m.kernels->matmul[static_cast<int>(w.desc.format)];
-  const size_t n_out = w.desc.rows;
-  if (pool == nullptr || rows * n_out * w.desc.cols < kMinParallelWork) {
-    fn(w, x, rows, y, 0, n_out);
+// One linear input [rows, cols] and, made on first use and shared by every
+// matmul that reads it, its int8 copy for the int8-activation path.
+struct ActInput {
+  ActInput(const float* x_, size_t rows_, size_t cols_) : x(x_), rows(rows_), cols(cols_) {}
+  const float* x = nullptr;
+  size_t rows = 0, cols = 0;
+  bool quantized = false;
+  const int32_t* perm = nullptr;  // the permutation the int8 copy was made with
+  kernels::Q8Acts q8;
+};
+
+bool UsesInt8Acts(const Transformer& m, const QTensor& w) {
+  return m.int8_activations[static_cast<int>(w.desc.format)] &&
+         m.kernels->quantize_acts != nullptr &&
+         m.kernels->matmul_q8[static_cast<int>(w.desc.format)] != nullptr;
+}
+
+const int32_t* PermOf(const QTensor& w) { return w.desc.has_perm ? w.perm : nullptr; }
+
+bool SamePerm(const int32_t* a, const int32_t* b, size_t n) {
+  return a == b || (a != nullptr && b != nullptr && std::memcmp(a, b, n * sizeof(int32_t)) == 0);
+}
+
+// The int8 copy of `in` gathered by w's permutation; quantized once (rows
+// split across the pool) and reused while the permutation stays the same.
+const kernels::Q8Acts& Quantized(const Transformer& m, ForwardScratch& s, ThreadPool* pool,
+                                 ActInput& in, const QTensor& w) {
+  const int32_t* perm = PermOf(w);
+  if (in.quantized && SamePerm(in.perm, perm, in.cols)) return in.q8;
+  if (in.cols > s.q8_max_k || in.rows > s.max_batch) {
+    throw Error("forward: linear input [" + std::to_string(in.rows) + ", " +
+                std::to_string(in.cols) + "] exceeds the int8 scratch of " +
+                std::to_string(s.max_batch) + " rows of " + std::to_string(s.q8_max_k));
+  }
+  kernels::Q8Acts& q = in.q8;
+  q.m = in.rows;
+  q.k = in.cols;
+  q.k_padded = kernels::Q8ActsQuantBytes(1, in.cols);
+  q.q = s.q8_codes;
+  q.scales = s.q8_scales;
+  q.sums = s.q8_sums;
+  const size_t kp = q.k_padded, blocks = kernels::Q8ActsBlockCount(1, in.cols);
+  const kernels::QuantizeActsFn fn = m.kernels->quantize_acts;
+  auto rows = [&](size_t begin, size_t end, size_t) {
+    fn(in.x + begin * in.cols, end - begin, in.cols, perm, s.q8_codes + begin * kp,
+       s.q8_scales + begin * blocks, s.q8_sums + begin * blocks);
+  };
+  if (pool == nullptr || in.rows * in.cols < kMinParallelWork) {
+    rows(0, in.rows, 0);
+  } else {
+    pool->ParallelFor(in.rows, 1, rows);  // rows are independent: any split, same bits
+  }
+  in.quantized = true;
+  in.perm = perm;
+  return q;
+}
+
+// Rows [begin, end) of y = x · wᵀ through the int8-activation kernel. Prefill
+// walks blocks of weight rows × blocks of activation rows that fit L2
+// together (see kQ8ActBlockBytes); the blocks depend only on the shapes, so
+// a row's result never depends on the thread split.
+void MatmulQ8Range(const Transformer& m, const QTensor& w, const kernels::Q8Acts& x, float* y,
+                   size_t begin, size_t end) {
+  const kernels::MatmulQ8Fn fn = m.kernels->matmul_q8[static_cast<int>(w.desc.format)];
+  const size_t mb = std::clamp<size_t>(kQ8ActBlockBytes / (2 * x.k_padded) / 4 * 4, 4, 64);
+  if (x.m <= mb) {
+    fn(w, x, y, begin, end);
     return;
   }
-  pool->ParallelFor(n_out, kRowGrain,
-                    [&](size_t begin, size_t end, size_t) { fn(w, x, rows, y, begin, end); });
+  const size_t nb =
+      std::max<size_t>(kRowGrain, kQ8WeightBlockBytes / w.desc.row_bytes / kRowGrain * kRowGrain);
+  const size_t blocks = x.k_padded / kernels::kQ8ActBlock, n_total = w.desc.rows;
+  for (size_t n0 = begin; n0 < end; n0 += nb) {
+    const size_t n1 = std::min(end, n0 + nb);
+    for (size_t i0 = 0; i0 < x.m; i0 += mb) {
+      kernels::Q8Acts sub = x;
+      sub.m = std::min(mb, x.m - i0);
+      sub.q = x.q + i0 * x.k_padded;
+      sub.scales = x.scales + i0 * blocks;
+      sub.sums = x.sums + i0 * blocks;
+      fn(w, sub, y + i0 * n_total, n0, n1);
+    }
+  }
+}
+
+// The linears reading one input: y_j = x · w_jᵀ for each (w_j, y_j).
+struct Linear {
+  const QTensor* w;
+  float* y;
+};
+
+// Runs the linears of `ls` that read `in`, as ONE parallel loop over their
+// concatenated output rows (q/k/v: one dispatch, one activation
+// quantization, balanced across threads). Linears whose path or input
+// permutation differ run one after another, each quantizing as needed.
+void Linears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, ActInput& in,
+             std::initializer_list<Linear> ls) {
+  const Linear* first = ls.begin();
+  const bool q8 = UsesInt8Acts(m, *first->w);
+  bool uniform = true;
+  size_t total = 0;
+  for (const Linear& l : ls) {
+    uniform &= UsesInt8Acts(m, *l.w) == q8 && SamePerm(PermOf(*l.w), PermOf(*first->w), in.cols);
+    total += l.w->desc.rows;
+  }
+  if (!uniform) {
+    for (const Linear& l : ls) Linears(m, s, pool, in, {l});
+    return;
+  }
+  const kernels::Q8Acts* x8 = q8 ? &Quantized(m, s, pool, in, *first->w) : nullptr;
+  // Output rows [begin, end) of the concatenation.
+  auto run = [&](size_t begin, size_t end, size_t) {
+    size_t offset = 0;
+    for (const Linear& l : ls) {
+      const size_t n = l.w->desc.rows;
+      const size_t b = std::max(begin, offset), e = std::min(end, offset + n);
+      if (b < e) {
+        if (q8) {
+          MatmulQ8Range(m, *l.w, *x8, l.y, b - offset, e - offset);
+        } else {
+          m.kernels->matmul[static_cast<int>(l.w->desc.format)](*l.w, in.x, in.rows, l.y,
+                                                                b - offset, e - offset);
+        }
+      }
+      offset += n;
+    }
+  };
+  if (pool == nullptr || in.rows * total * in.cols < kMinParallelWork) {
+    run(0, total, 0);
+  } else {
+    pool->ParallelFor(total, kRowGrain, run);
+  }
+}
+
+// The gated MLP's first half: out = act(x · w_gateᵀ) ⊙ (x · w_upᵀ), one
+// parallel loop over the intermediate columns: each range computes its gate
+// and up columns and applies the GLU to them while they are still in cache
+// (out may alias the gate buffer; up is scratch).
+void GatedLinears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, ActInput& in,
+                  const QTensor& w_gate, const QTensor& w_up, float* gate, float* up,
+                  kernels::GluFn glu) {
+  const size_t ff = w_gate.desc.rows;
+  const bool q8 = UsesInt8Acts(m, w_gate);
+  const bool uniform =
+      UsesInt8Acts(m, w_up) == q8 && SamePerm(PermOf(w_gate), PermOf(w_up), in.cols);
+  auto apply = [&](size_t begin, size_t end) {
+    for (size_t i = 0; i < in.rows; ++i) {
+      glu(gate + i * ff + begin, up + i * ff + begin, gate + i * ff + begin, end - begin);
+    }
+  };
+  if (!uniform) {
+    Linears(m, s, pool, in, {{&w_gate, gate}});
+    Linears(m, s, pool, in, {{&w_up, up}});
+    apply(0, ff);
+    return;
+  }
+  const kernels::Q8Acts* x8 = q8 ? &Quantized(m, s, pool, in, w_gate) : nullptr;
+  auto run = [&](size_t begin, size_t end, size_t) {
+    for (const auto& [w, y] : {std::pair{&w_gate, gate}, std::pair{&w_up, up}}) {
+      if (q8) {
+        MatmulQ8Range(m, *w, *x8, y, begin, end);
+      } else {
+        m.kernels->matmul[static_cast<int>(w->desc.format)](*w, in.x, in.rows, y, begin, end);
+      }
+    }
+    apply(begin, end);
+  };
+  if (pool == nullptr || in.rows * 2 * ff * in.cols < kMinParallelWork) {
+    run(0, ff, 0);
+  } else {
+    pool->ParallelFor(ff, kRowGrain, run);
+  }
 }
 
 inline void Observe(const Transformer& m, size_t layer, LinearInput which, const float* x,
@@ -53,39 +229,53 @@ inline void Observe(const Transformer& m, size_t layer, LinearInput which, const
   if (m.observer != nullptr) m.observer->OnLinearInput(layer, which, x, rows, cols);
 }
 
+// Attention split across the pool without changing a bit of the result:
+// the kernel tiles (query, head) rows per kv head, and a row's arithmetic
+// depends on its tile, so work is split only along boundaries that keep
+// every tile intact: whole kv-head groups, or (prefill) chunks of
+// kAttnQueryGrain queries (a multiple of any tile size the kernel uses).
+// Causal prefill gives later queries more keys, so with query chunks each
+// range takes one chunk from the front and its mirror from the back.
+constexpr size_t kAttnQueryGrain = 32;
+
 void Attention(const Transformer& m, ThreadPool* pool, kernels::AttentionArgs args) {
   const size_t work = args.n_q * args.n_heads * args.n_slots * args.head_dim;
-  if (pool == nullptr || work < kMinParallelWork) {
-    args.head_begin = 0;
-    args.head_end = args.n_heads;
+  args.head_begin = 0;
+  args.head_end = args.n_heads;
+  if (pool == nullptr || pool->num_threads() == 1 || work < kMinParallelWork) {
     m.kernels->attention(args);
     return;
   }
-  pool->ParallelFor(args.n_heads, 1, [&](size_t begin, size_t end, size_t) {
-    kernels::AttentionArgs a = args;
-    a.head_begin = begin;
-    a.head_end = end;
-    m.kernels->attention(a);
-  });
-}
-
-// Copies layer l's ring (every slot, with its position) into the staging
-// buffers and appends the batch's keys/values after it.
-void StageSlidingWindow(const KvCache& kv, size_t l, ForwardScratch& s, size_t n, int32_t pos0) {
-  const LayerKv& L = kv.layer(l);
-  const size_t hd = kv.head_dim(), kv_heads = kv.kv_heads(), kv_dim = kv_heads * hd;
-  const size_t cap = s.stage_capacity;
-  for (size_t h = 0; h < kv_heads; ++h) {
-    std::memcpy(s.stage_k + h * cap * hd, L.k + h * L.capacity * hd, L.capacity * hd * 4);
-    std::memcpy(s.stage_v + h * cap * hd, L.v + h * L.capacity * hd, L.capacity * hd * 4);
-    for (size_t i = 0; i < n; ++i) {
-      const size_t dst = (h * cap + L.capacity + i) * hd;
-      std::memcpy(s.stage_k + dst, s.k + i * kv_dim + h * hd, hd * 4);
-      std::memcpy(s.stage_v + dst, s.v + i * kv_dim + h * hd, hd * 4);
-    }
+  const size_t threads = pool->num_threads();
+  const size_t group = args.n_heads / args.n_kv_heads;
+  if (args.n_kv_heads % threads == 0 || args.n_q < 2 * kAttnQueryGrain) {
+    pool->ParallelFor(args.n_kv_heads, 1, [&](size_t begin, size_t end, size_t) {
+      kernels::AttentionArgs a = args;
+      a.head_begin = begin * group;
+      a.head_end = end * group;
+      m.kernels->attention(a);
+    });
+    return;
   }
-  std::memcpy(s.stage_pos, L.slot_pos, L.capacity * sizeof(int32_t));
-  for (size_t i = 0; i < n; ++i) s.stage_pos[L.capacity + i] = pos0 + static_cast<int32_t>(i);
+  const size_t row = args.n_heads * args.head_dim;  // floats per query in q and out
+  const size_t chunks = 2 * threads;
+  auto chunk = [&](size_t c) {
+    size_t begin = 0, end = 0;
+    ThreadPool::RangeFor(args.n_q, kAttnQueryGrain, c, chunks, &begin, &end);
+    if (begin >= end) return;
+    kernels::AttentionArgs a = args;
+    a.q = args.q + begin * row;
+    a.out = args.out + begin * row;
+    a.n_q = end - begin;
+    a.q_pos0 = args.q_pos0 + static_cast<int32_t>(begin);
+    m.kernels->attention(a);
+  };
+  pool->ParallelFor(threads, 1, [&](size_t begin, size_t end, size_t) {
+    for (size_t t = begin; t < end; ++t) {
+      chunk(t);
+      chunk(chunks - 1 - t);
+    }
+  });
 }
 
 }  // namespace
@@ -101,16 +291,23 @@ Transformer MakeTransformer(const ModelConfig& c, const ModelWeights& w,
   // HF multiplies by torch.tensor(hidden_size ** 0.5): a double rounded to f32.
   m.embed_scale =
       c.scale_embeddings ? static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size))) : 1.0f;
+  // Which formats take int8 activations (see Transformer::int8_activations).
+  m.int8_activations[static_cast<int>(Format::kQ4)] = true;
+  if (const char* env = std::getenv("QLM_ACTIVATIONS"); env != nullptr && *env != '\0') {
+    const std::string v = env;
+    if (v != "f32" && v != "int8") {
+      throw UsageError("QLM_ACTIVATIONS=" + v + ": expected f32 or int8");
+    }
+    m.int8_activations[static_cast<int>(Format::kQ4)] = v == "int8";
+    m.int8_activations[static_cast<int>(Format::kInt8)] = v == "int8";
+  }
   return m;
 }
 
 ForwardScratch::ForwardScratch(const ModelConfig& c, size_t batch) : max_batch(batch) {
   const size_t d = c.hidden_size, ff = c.intermediate_size, hd = c.head_dim;
   const size_t q_dim = c.num_heads * hd, kv_dim = c.num_kv_heads * hd;
-  bool any_sliding = false;
-  for (bool s : c.layer_is_sliding) any_sliding |= s;
-  const size_t window = any_sliding ? static_cast<size_t>(c.sliding_window) : 0;
-  stage_capacity = window > 0 ? window + batch : 0;
+  q8_max_k = std::max({d, q_dim, ff});  // inputs of q/k/v/gate/up, o, down
 
   // One allocation, every buffer on a 64-byte boundary: the layout runs
   // twice, first to size the block (base null), then to hand out pointers.
@@ -136,9 +333,10 @@ ForwardScratch::ForwardScratch(const ModelConfig& c, size_t batch) : max_batch(b
     sin_global = take(batch * hd / 2);
     cos_local = take(batch * hd / 2);
     sin_local = take(batch * hd / 2);
-    stage_k = take(c.num_kv_heads * stage_capacity * hd);
-    stage_v = take(c.num_kv_heads * stage_capacity * hd);
-    stage_pos = reinterpret_cast<int32_t*>(take(stage_capacity));  // int32 = float size
+    q8_codes =
+        reinterpret_cast<int8_t*>(take((kernels::Q8ActsQuantBytes(batch, q8_max_k) + 3) / 4));
+    q8_scales = take(kernels::Q8ActsBlockCount(batch, q8_max_k));
+    q8_sums = reinterpret_cast<int32_t*>(take(kernels::Q8ActsBlockCount(batch, q8_max_k)));
   };
   layout();
   storage_.Resize(offset);
@@ -177,9 +375,8 @@ void ForwardBatch(const Transformer& m, KvCache& kv, ForwardScratch& s, ThreadPo
     // ---- Attention ----
     t.rmsnorm(s.x, L.attn_norm, s.xn, n, d, eps, add_one);
     Observe(m, l, LinearInput::kAttention, s.xn, n, d);
-    Matmul(m, pool, L.wq, s.xn, n, s.q);
-    Matmul(m, pool, L.wk, s.xn, n, s.k);
-    Matmul(m, pool, L.wv, s.xn, n, s.v);
+    ActInput attn_in{s.xn, n, d};
+    Linears(m, s, pool, attn_in, {{&L.wq, s.q}, {&L.wk, s.k}, {&L.wv, s.v}});
     if (L.q_norm != nullptr) {
       t.rmsnorm(s.q, L.q_norm, s.q, n * n_heads, hd, eps, add_one);
       t.rmsnorm(s.k, L.k_norm, s.k, n * n_kv, hd, eps, add_one);
@@ -205,26 +402,19 @@ void ForwardBatch(const Transformer& m, KvCache& kv, ForwardScratch& s, ThreadPo
     // queries still need once positions wrap: attend over a staged copy of
     // the ring plus the batch, then store the batch.
     const bool stage = cache.ring && n > 1 && static_cast<size_t>(pos_end) > cache.capacity;
+    // KvCache::Bind* set the cache pointers, its storage type and n_slots.
     if (stage) {
-      StageSlidingWindow(kv, l, s, n, pos0);
-      a.k = s.stage_k;
-      a.v = s.stage_v;
-      a.slot_pos = s.stage_pos;
-      a.capacity = s.stage_capacity;
-      a.n_slots = cache.capacity + n;
+      kv.BindStaged(l, pos0, n, s.k, s.v, a);
       Attention(m, pool, a);
       kv.Write(l, pos0, n, s.k, s.v);
     } else {
       kv.Write(l, pos0, n, s.k, s.v);
-      a.k = cache.k;
-      a.v = cache.v;
-      a.slot_pos = cache.slot_pos;
-      a.capacity = cache.capacity;
-      a.n_slots = std::min(cache.capacity, static_cast<size_t>(pos_end));
+      kv.Bind(l, a);
       Attention(m, pool, a);
     }
     Observe(m, l, LinearInput::kAttentionOut, s.att, n, q_dim);
-    Matmul(m, pool, L.wo, s.att, n, s.proj);
+    ActInput att_out{s.att, n, q_dim};
+    Linears(m, s, pool, att_out, {{&L.wo, s.proj}});
     if (L.attn_post_norm != nullptr) {
       t.rmsnorm(s.proj, L.attn_post_norm, s.proj, n, d, eps, add_one);
     }
@@ -233,11 +423,11 @@ void ForwardBatch(const Transformer& m, KvCache& kv, ForwardScratch& s, ThreadPo
     // ---- Feed-forward ----
     t.rmsnorm(s.x, L.ffn_norm, s.xn, n, d, eps, add_one);
     Observe(m, l, LinearInput::kMlp, s.xn, n, d);
-    Matmul(m, pool, L.w_gate, s.xn, n, s.gate);
-    Matmul(m, pool, L.w_up, s.xn, n, s.up);
-    glu(s.gate, s.up, s.gate, n * ff);
+    ActInput mlp_in{s.xn, n, d};
+    GatedLinears(m, s, pool, mlp_in, L.w_gate, L.w_up, s.gate, s.up, glu);
     Observe(m, l, LinearInput::kMlpDown, s.gate, n, ff);
-    Matmul(m, pool, L.w_down, s.gate, n, s.proj);
+    ActInput down_in{s.gate, n, ff};
+    Linears(m, s, pool, down_in, {{&L.w_down, s.proj}});
     if (L.ffn_post_norm != nullptr) {
       t.rmsnorm(s.proj, L.ffn_post_norm, s.proj, n, d, eps, add_one);
     }
@@ -249,7 +439,8 @@ void ForwardBatch(const Transformer& m, KvCache& kv, ForwardScratch& s, ThreadPo
   const size_t rows = n - first_out;
   t.rmsnorm(s.x + first_out * d, w.final_norm, s.xn, rows, d, eps, add_one);
   Observe(m, w.layers.size(), LinearInput::kHead, s.xn, rows, d);
-  Matmul(m, pool, w.lm_head, s.xn, rows, logits);
+  ActInput head_in{s.xn, rows, d};
+  Linears(m, s, pool, head_in, {{&w.lm_head, logits}});
   if (c.final_logit_softcap > 0.0f) {
     t.softcap(logits, c.final_logit_softcap, rows * static_cast<size_t>(c.vocab_size));
   }

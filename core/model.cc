@@ -214,12 +214,21 @@ BoundWeights BindWeights(const ModelConfig& c, const WeightStore& store, const s
   const int64_t q_dim = int64_t{c.num_heads} * hd, kv_dim = int64_t{c.num_kv_heads} * hd;
   const bool gemma2_norms = c.post_norms;
 
+  // Every weight matrix goes through here, so progress counts them.
+  const size_t total = (c.tie_word_embeddings ? 1 : 2) + 7 * static_cast<size_t>(c.num_layers);
+  size_t done = 0;
+  auto linear = [&](const std::string& name, int64_t rows, int64_t cols, const char* why) {
+    QTensor t = b.Linear(name, rows, cols, why);
+    if (options.progress) options.progress(++done, total, name);
+    return t;
+  };
+
   ModelWeights& w = out.w;
-  w.embed = b.Linear("model.embed_tokens.weight", c.vocab_size, d, "vocab_size × hidden_size");
+  w.embed = linear("model.embed_tokens.weight", c.vocab_size, d, "vocab_size × hidden_size");
   if (c.tie_word_embeddings) {
     w.lm_head = w.embed;  // one tensor: row lookup and output head
   } else {
-    w.lm_head = b.Linear("lm_head.weight", c.vocab_size, d, "vocab_size × hidden_size");
+    w.lm_head = linear("lm_head.weight", c.vocab_size, d, "vocab_size × hidden_size");
   }
   w.final_norm = b.Vector("model.norm.weight", d, "hidden_size");
 
@@ -233,17 +242,17 @@ BoundWeights BindWeights(const ModelConfig& c, const WeightStore& store, const s
                   ": attention biases are not supported");
     }
     LayerWeights& L = w.layers.emplace_back();
-    L.wq = b.Linear(p + "self_attn.q_proj.weight", q_dim, d,
-                    "num_attention_heads·head_dim × hidden_size");
-    L.wk = b.Linear(p + "self_attn.k_proj.weight", kv_dim, d,
-                    "num_key_value_heads·head_dim × hidden_size");
-    L.wv = b.Linear(p + "self_attn.v_proj.weight", kv_dim, d,
-                    "num_key_value_heads·head_dim × hidden_size");
-    L.wo = b.Linear(p + "self_attn.o_proj.weight", d, q_dim,
-                    "hidden_size × num_attention_heads·head_dim");
-    L.w_gate = b.Linear(p + "mlp.gate_proj.weight", ff, d, "intermediate_size × hidden_size");
-    L.w_up = b.Linear(p + "mlp.up_proj.weight", ff, d, "intermediate_size × hidden_size");
-    L.w_down = b.Linear(p + "mlp.down_proj.weight", d, ff, "hidden_size × intermediate_size");
+    L.wq = linear(p + "self_attn.q_proj.weight", q_dim, d,
+                  "num_attention_heads·head_dim × hidden_size");
+    L.wk = linear(p + "self_attn.k_proj.weight", kv_dim, d,
+                  "num_key_value_heads·head_dim × hidden_size");
+    L.wv = linear(p + "self_attn.v_proj.weight", kv_dim, d,
+                  "num_key_value_heads·head_dim × hidden_size");
+    L.wo = linear(p + "self_attn.o_proj.weight", d, q_dim,
+                  "hidden_size × num_attention_heads·head_dim");
+    L.w_gate = linear(p + "mlp.gate_proj.weight", ff, d, "intermediate_size × hidden_size");
+    L.w_up = linear(p + "mlp.up_proj.weight", ff, d, "intermediate_size × hidden_size");
+    L.w_down = linear(p + "mlp.down_proj.weight", d, ff, "hidden_size × intermediate_size");
     L.attn_norm = b.Vector(p + "input_layernorm.weight", d, "hidden_size");
     if (gemma2_norms) {
       L.attn_post_norm = b.Vector(p + "post_attention_layernorm.weight", d, "hidden_size");

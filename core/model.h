@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -64,6 +65,9 @@ struct BindOptions {
   const std::map<std::string, QTensor>* prepared = nullptr;
   // Splits --quant conversions over row blocks (null: this thread).
   ThreadPool* pool = nullptr;
+  // Called after each weight matrix is bound: `done` of `total`, the one just
+  // bound named (for a progress bar while --quant converts).
+  std::function<void(size_t done, size_t total, const std::string& name)> progress;
 };
 
 // Owns whatever binding had to convert; the views in ModelWeights point either

@@ -73,9 +73,10 @@ PerplexityResult EvaluatePerplexity(const Model& model, const Model* base,
   so.context = ctx;
   so.batch = std::min(o.batch, ctx);
   so.threads = o.threads;
-  Session session(model, so);
   std::optional<Session> base_session;
-  if (base != nullptr) base_session.emplace(*base, so);
+  if (base != nullptr) base_session.emplace(*base, so);  // f32 KV: the reference
+  so.kv_type = o.kv_type;
+  Session session(model, so);
 
   const size_t first = ctx / 2;
   std::vector<double> lp(vocab), lq(vocab), klds;

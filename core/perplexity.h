@@ -23,10 +23,11 @@
 namespace qlm {
 
 struct PerplexityOptions {
-  size_t context = 512;    // window length in tokens (>= 4)
-  size_t batch = 512;      // forward batch
-  size_t threads = 1;      // per model session; 0 = physical cores
-  size_t max_windows = 0;  // 0 = every full window of the text
+  size_t context = 512;           // window length in tokens (>= 4)
+  size_t batch = 512;             // forward batch
+  size_t threads = 1;             // per model session; 0 = physical cores
+  size_t max_windows = 0;         // 0 = every full window of the text
+  KvType kv_type = KvType::kF32;  // the model's KV cache; the base always uses f32
 };
 
 struct PerplexityResult {

@@ -9,10 +9,12 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "core/context_shift.h"
 #include "core/forward.h"
 #include "core/kv_cache.h"
 #include "core/model.h"
 #include "core/model_source.h"
+#include "core/prompt_cache.h"
 #include "core/thread_pool.h"
 #include "kernels/registry.h"
 #include "loaders/generation_config.h"
@@ -103,6 +105,7 @@ Model Model::Load(const std::string& dir, const LoadOptions& options) {
   bind.head_quant = options.head_quant;
   bind.prepared = &src.prepared;
   bind.pool = so.pool;
+  bind.progress = options.progress;
   impl->bound = BindWeights(c, src.store, dir, bind);
 
   // Every format the weights use must have a matmul in the chosen table.
@@ -144,10 +147,15 @@ struct Session::Impl {
       : model(&m),
         context(ctx),
         batch(o.batch),
-        kv(m.config, ctx),
+        kv(m.config, ctx, o.kv_type),
         scratch(m.config, o.batch),
         detok(*m.tokenizer) {
     if (n_threads > 1) pool = std::make_unique<ThreadPool>(n_threads);
+    context_shift = o.context_shift;
+    keep = o.keep;
+    for (const LayerWeights& L : m.bound.w.layers) {
+      layer_rope.push_back(L.local_rope ? &m.transformer.rope_local : &m.transformer.rope_global);
+    }
     tokens.reserve(ctx + 1);
     logits.resize(static_cast<size_t>(m.config.vocab_size));
   }
@@ -163,6 +171,29 @@ struct Session::Impl {
   std::vector<float> logits;    // [rows × vocab] of the last Forward
   StreamingDetokenizer detok;
   size_t detok_fed = 0;  // tokens[0, detok_fed) pushed into detok
+  bool context_shift = false;
+  size_t keep = 0;
+  std::vector<const RopeFreqs*> layer_rope;  // per layer, for context shifts
+
+  void Shift(size_t keep_n, size_t discard) {
+    if (discard == 0 || keep_n + discard > evaluated) {
+      throw UsageError("context shift: cannot drop tokens [" + std::to_string(keep_n) + ", " +
+                       std::to_string(keep_n + discard) + ") of " + std::to_string(evaluated) +
+                       " evaluated");
+    }
+    ShiftKvCache(kv, layer_rope, keep_n, discard);
+    const auto first = tokens.begin() + static_cast<std::ptrdiff_t>(keep_n);
+    tokens.erase(first, first + static_cast<std::ptrdiff_t>(discard));
+    evaluated -= discard;
+    // The detokenizer has seen every token already; only the index moves.
+    detok_fed = detok_fed >= keep_n + discard ? detok_fed - discard : std::min(detok_fed, keep_n);
+  }
+
+  // Context full during generation: keep the sinks, drop half of the rest.
+  void ShiftForGeneration() {
+    const size_t keep_n = std::min(keep, evaluated / 2);
+    Shift(keep_n, std::max<size_t>(1, (evaluated - keep_n) / 2));
+  }
 
   // Evaluates tokens[evaluated, end) and writes the logits of the last
   // `rows` of them into `logits`.
@@ -295,8 +326,12 @@ GenerateStats Session::Generate(std::span<const int32_t> prompt_ids, const Gener
     }
     if (params.max_tokens >= 0 && st.generated >= static_cast<size_t>(params.max_tokens)) break;
     if (s.evaluated >= s.context) {
-      st.stop = StopReason::kContextFull;
-      return st;
+      if (!s.context_shift) {
+        st.stop = StopReason::kContextFull;
+        return st;
+      }
+      s.ShiftForGeneration();
+      ++st.context_shifts;
     }
     t0 = Clock::now();
     s.EvaluatePending(1);
@@ -316,10 +351,38 @@ void Session::Reset() {
   s.detok_fed = 0;
 }
 
+void Session::ShiftContext(size_t keep, size_t discard) { impl_->Shift(keep, discard); }
+
+void Session::SavePromptCache(const std::string& path) const {
+  const Impl& s = *impl_;
+  const Model::Impl& m = *s.model;
+  qlm::SavePromptCache(path, ModelIdentity(m.config, m.bound.w), s.kv,
+                       std::span<const int32_t>(s.tokens.data(), s.evaluated));
+}
+
+size_t Session::LoadPromptCache(const std::string& path, std::span<const int32_t> prompt,
+                                std::string* why) {
+  Impl& s = *impl_;
+  if (!s.tokens.empty()) throw UsageError("LoadPromptCache needs an empty session (Reset first)");
+  const Model::Impl& m = *s.model;
+  std::vector<int32_t> ids;
+  std::string reason;
+  const size_t n =
+      qlm::LoadPromptCache(path, ModelIdentity(m.config, m.bound.w), s.kv, prompt, &ids, &reason);
+  if (why != nullptr) *why = reason;
+  if (n == 0) return 0;
+  s.tokens = std::move(ids);
+  s.tokens.reserve(s.context + 1);
+  s.evaluated = s.tokens.size();
+  return n;
+}
+
 std::span<const int32_t> Session::tokens() const { return impl_->tokens; }
 size_t Session::position() const { return impl_->evaluated; }
 size_t Session::context() const { return impl_->context; }
 size_t Session::kv_bytes() const { return impl_->kv.bytes(); }
+size_t Session::kv_used_bytes() const { return impl_->kv.used_bytes(); }
+KvType Session::kv_type() const { return impl_->kv.kv_type(); }
 size_t Session::threads() const { return impl_->pool ? impl_->pool->num_threads() : 1; }
 
 }  // namespace qlm

@@ -29,10 +29,13 @@
 
 #include "core/sampling.h"
 #include "core/tokenizer.h"
+#include "kernels/registry.h"
 #include "loaders/model_config.h"
 #include "quant/format.h"
 
 namespace qlm {
+
+using kernels::KvType;  // f32, bf16, int8, sfp8 (kernels/registry.h)
 
 struct ModelWeights;
 struct Transformer;
@@ -53,6 +56,9 @@ struct LoadOptions {
   // .qlm files: hash every tensor against its checksum (reads the whole
   // file). The header, metadata and tokenizer checksums are always checked.
   bool verify_checksums = false;
+  // Called after each weight matrix is bound (`done` of `total`, the one
+  // just bound named): drives a progress bar while --quant converts.
+  std::function<void(size_t done, size_t total, const std::string& name)> progress;
 };
 
 class Model {
@@ -93,6 +99,14 @@ struct SessionOptions {
   size_t context = 0;  // most positions the session holds; 0 = max_position_embeddings
   size_t batch = 64;   // prompt tokens per forward batch (M of the prefill matmuls)
   size_t threads = 1;  // worker threads including the caller; 0 = physical cores
+  // Storage of the KV cache: f32 (exact), bf16, int8 or sfp8 (one scale per
+  // row of head_dim values); see core/kv_cache.h and docs/long-context.md.
+  KvType kv_type = KvType::kF32;
+  // When generation fills the context: keep the first `keep` tokens
+  // (attention sinks), drop the oldest half of the rest and go on
+  // (core/context_shift.h). Off: generation stops with kContextFull.
+  bool context_shift = false;
+  size_t keep = 4;
 };
 
 // Called once per generated token with the text it completes (possibly
@@ -120,6 +134,7 @@ struct GenerateStats {
   double decode_ms = 0.0;  // forward passes of generated tokens
   double sample_ms = 0.0;
   StopReason stop = StopReason::kMaxTokens;
+  size_t context_shifts = 0;  // times the context was shifted (SessionOptions::context_shift)
 };
 
 class Session {
@@ -146,11 +161,29 @@ class Session {
   // Forgets the sequence (empty KV cache, position 0).
   void Reset();
 
+  // Drops tokens [keep, keep + discard) from the sequence and the KV cache,
+  // moving the later ones down (their keys re-rotated), as context shifting
+  // does when the context is full. Throws qlm::UsageError if that range is
+  // not inside the evaluated tokens.
+  void ShiftContext(size_t keep, size_t discard);
+
+  // Prompt cache (core/prompt_cache.h). Save writes the evaluated tokens
+  // and their KV cache to `path` (throws qlm::Error if it cannot). Load, on
+  // an empty session, restores a file made by the same model, KV type and
+  // context whose tokens are a prefix of `prompt`, and returns how many
+  // tokens it restored; 0 (the session left empty) with *why explaining a
+  // mismatch, a missing or a corrupt file.
+  void SavePromptCache(const std::string& path) const;
+  size_t LoadPromptCache(const std::string& path, std::span<const int32_t> prompt,
+                         std::string* why);
+
   // Tokens in the sequence (the KV cache plus a sampled token not yet evaluated).
   std::span<const int32_t> tokens() const;
   size_t position() const;  // tokens evaluated into the KV cache
   size_t context() const;
-  size_t kv_bytes() const;
+  size_t kv_bytes() const;       // KV cache bytes at the full context (reserved)
+  size_t kv_used_bytes() const;  // KV cache bytes of the positions written so far
+  KvType kv_type() const;
   size_t threads() const;
 
  private:

@@ -48,8 +48,8 @@ using MatmulFn = void (*)(const QTensor& w, const float* x, size_t m, float* y, 
 // Quantizes x [m, k] into the Q8Acts buffers (sized by the caller from
 // Q8ActsBytes). perm (nullable, k entries) gathers x[perm[j]] first, so the
 // result matches a weight stored with that permutation.
-using QuantizeActsFn = void (*)(const float* x, size_t m, size_t k, const int32_t* perm,
-                                int8_t* q, float* scales, int32_t* sums);
+using QuantizeActsFn = void (*)(const float* x, size_t m, size_t k, const int32_t* perm, int8_t* q,
+                                float* scales, int32_t* sums);
 
 // Same contract as MatmulFn with int8 activations; only int8 and q4 weights.
 using MatmulQ8Fn = void (*)(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin,
@@ -65,6 +65,23 @@ using MatmulQ8Fn = void (*)(const QTensor& w, const Q8Acts& x, float* y, size_t 
 // h / (n_heads / n_kv_heads). score = scale · q·k, then if softcap > 0
 // score = softcap · tanh(score / softcap); softmax; out = Σ p · v.
 // Memory is O(n_slots) per call, not O(n_q · n_slots).
+//
+// KV storage formats (kv_type): kF32 reads `k`/`v` as floats. The others
+// read `k_codes`/`v_codes`, rows of head_dim elements in the same
+// [kv_head][slot] order, decoded on the fly:
+//   kBF16: bf16 (quant/half.h), no scale;
+//   kInt8: k = k_scale[kv_head · capacity + slot] · int8 code;
+//   kSFP8: k = k_scale[...] · Sfp8Decode(code) (quant/sfp8.h).
+// (Likewise v with v_scale.) One scale per (kv head, slot) row.
+enum class KvType : uint8_t { kF32 = 0, kBF16 = 1, kInt8 = 2, kSFP8 = 3 };
+inline constexpr int kNumKvTypes = 4;
+const char* KvTypeName(KvType t);  // "f32", "bf16", "int8", "sfp8"
+// Bytes of one element (code) of a K or V row.
+inline constexpr size_t KvElemBytes(KvType t) {
+  return t == KvType::kF32 ? 4 : t == KvType::kBF16 ? 2 : 1;
+}
+inline constexpr bool KvHasScale(KvType t) { return t == KvType::kInt8 || t == KvType::kSFP8; }
+
 struct AttentionArgs {
   const float* q = nullptr;  // [n_q, n_heads, head_dim]
   float* out = nullptr;      // [n_q, n_heads, head_dim]
@@ -76,9 +93,15 @@ struct AttentionArgs {
   size_t n_q = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
   int32_t q_pos0 = 0;
   float scale = 1.0f;
-  float softcap = 0.0f;  // <= 0: none
-  int32_t window = 0;    // <= 0: none
+  float softcap = 0.0f;                 // <= 0: none
+  int32_t window = 0;                   // <= 0: none
   size_t head_begin = 0, head_end = 0;  // query heads to compute
+  // Quantized KV cache (see KvType above); unused for kF32.
+  KvType kv_type = KvType::kF32;
+  const uint8_t* k_codes = nullptr;  // [kv_heads][capacity][head_dim · KvElemBytes]
+  const uint8_t* v_codes = nullptr;
+  const float* k_scale = nullptr;  // [kv_heads][capacity] (int8, sfp8)
+  const float* v_scale = nullptr;
 };
 using AttentionFn = void (*)(const AttentionArgs& args);
 
@@ -127,7 +150,7 @@ const char* OpName(Op op);
 
 struct KernelTable {
   Isa isa = Isa::kScalar;
-  MatmulFn matmul[kNumFormats] = {};     // indexed by Format
+  MatmulFn matmul[kNumFormats] = {};  // indexed by Format
   QuantizeActsFn quantize_acts = nullptr;
   MatmulQ8Fn matmul_q8[kNumFormats] = {};  // int8 and q4 only; others null
   AttentionFn attention = nullptr;

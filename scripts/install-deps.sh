@@ -11,6 +11,8 @@ PACKAGES=(
   g++-aarch64-linux-gnu qemu-user
   # Fuzzing (scripts/fuzz.sh): clang and its libFuzzer/sanitizer runtimes.
   clang libclang-rt-14-dev
+  # Tools: scripts/make-bad-corpus.py, scripts/quantization-table.sh.
+  python3
 )
 
 missing=()

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "apps/qlm/commands.h"
+#include "apps/qlm/load_model.h"
 #include "apps/qlm/model_path.h"
 #include "apps/qlm/quant_flags.h"
 #include "base/error.h"
@@ -141,7 +142,7 @@ void Bench(const BenchArgs& a) {
   lo.quant = ParseQuantName(a.quant.quant, "--quant");
   lo.group_size = CheckGroupSize(a.quant.group_size, lo.quant);
   const std::string dir = ResolveModelDir(a.model);
-  const Model model = Model::Load(dir, lo);
+  const Model model = LoadModelWithProgress(dir, lo);
   const ModelConfig& c = model.config();
 
   const size_t threads = a.threads > 0 ? static_cast<size_t>(a.threads) : PhysicalCoreCount();

@@ -20,11 +20,13 @@
 #include <vector>
 
 #include "apps/qlm/commands.h"
+#include "apps/qlm/load_model.h"
 #include "apps/qlm/model_path.h"
 #include "apps/qlm/quant_flags.h"
 #include "apps/qlm/timings.h"
 #include "base/error.h"
 #include "core/chat_template.h"
+#include "core/kv_cache.h"
 #include "core/qlm.h"
 #include "core/thread_pool.h"
 
@@ -39,6 +41,7 @@ struct ChatArgs {
   int64_t seed = -1;
   int threads = -1;
   size_t ctx = 4096;
+  std::string kv_type = "f32";
   size_t batch = 64;
   std::string kernels;
   QuantFlags quant;
@@ -96,12 +99,13 @@ void Chat(const ChatArgs& a) {
   lo.group_size = CheckGroupSize(a.quant.group_size, lo.quant);
 
   const std::string dir = ResolveModelDir(a.model);
-  const Model model = Model::Load(dir, lo);
+  const Model model = LoadModelWithProgress(dir, lo);
   const ChatTemplate tmpl(model.tokenizer(), model.config().arch);
   SessionOptions so;
   so.context = a.ctx;
   so.batch = a.batch;
   so.threads = a.threads > 0 ? static_cast<size_t>(a.threads) : PhysicalCoreCount();
+  so.kv_type = ParseKvType(a.kv_type);
   Session session(model, so);
   const ModelConfig& c = model.config();
   spdlog::info(
@@ -185,6 +189,7 @@ void Chat(const ChatArgs& a) {
     all.sample_ms += st.sample_ms;
   }
   PrintTimings(load_ms, all, MsSince(t_start));
+  PrintKvMemory(session);
 }
 
 }  // namespace
@@ -220,6 +225,8 @@ void AddChatCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("-s,--seed", a->seed, "Random seed (-1 = random)")->capture_default_str();
   cmd->add_option("-t,--threads", a->threads, "Threads (-1 = physical cores)")
+      ->capture_default_str();
+  cmd->add_option("--kv-type", a->kv_type, "KV cache storage: f32, bf16, int8 or sfp8")
       ->capture_default_str();
   cmd->add_option("-c,--ctx-size", a->ctx,
                   "Context size in tokens, shared by the whole conversation (0 = the model's "

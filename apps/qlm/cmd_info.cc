@@ -1,6 +1,9 @@
 // `qlm info [--kernels ISA] [--json]`: the CPU features the kernel registry
 // sees, every kernel table compiled in and whether this CPU can run it, the
 // table chosen (and why), and which ISA provides each op of it.
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -10,6 +13,7 @@
 #include <vector>
 
 #include "apps/qlm/commands.h"
+#include "apps/qlm/load_model.h"
 #include "apps/qlm/model_path.h"
 #include "core/kv_cache.h"
 #include "core/model.h"
@@ -143,12 +147,65 @@ void PrintKernelInfo(const nlohmann::ordered_json& k) {
 // The model part of `qlm info`: config summary, tensor formats and sizes,
 // and the memory the model will use (weights mapped or converted, KV cache
 // at `context` tokens; 0 = the model's maximum).
+// Resident memory of this process (/proc/self/statm), 0 if unknown.
+size_t ResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long long size = 0, resident = 0;
+  const int got = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  return got == 2 ? static_cast<size_t>(resident) * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+// Creates the KV cache for (config, context, type), writes every position of
+// every layer, and reports the cache's own count and the resident memory it
+// added: the measured form of "global layers × context + local layers ×
+// window slots".
+nlohmann::ordered_json MeasureKv(const ModelConfig& c, size_t ctx, KvType type) {
+  const size_t rss0 = ResidentBytes();
+  KvCache kv(c, ctx, type);
+  const size_t rss_empty = ResidentBytes();
+  const size_t kv_dim = kv.kv_heads() * kv.head_dim(), chunk = 256;
+  std::vector<float> k(chunk * kv_dim), v(chunk * kv_dim);
+  for (size_t i = 0; i < k.size(); ++i) {
+    k[i] = static_cast<float>(i % 97) * 0.01f - 0.3f;
+    v[i] = static_cast<float>(i % 89) * -0.02f + 0.5f;
+  }
+  size_t global_layers = 0, local_layers = 0, window = 0;
+  for (size_t l = 0; l < kv.num_layers(); ++l) {
+    const LayerKv& L = kv.layer(l);
+    if (L.ring) {
+      ++local_layers;
+      window = L.capacity;
+    } else {
+      ++global_layers;
+    }
+    for (size_t p = 0; p < ctx; p += chunk) {
+      kv.Write(l, static_cast<int32_t>(p), std::min(chunk, ctx - p), k.data(), v.data());
+    }
+  }
+  const size_t rss1 = ResidentBytes();
+  const size_t slots = global_layers * ctx + local_layers * window;
+  nlohmann::ordered_json j;
+  j["positions_written"] = ctx;
+  j["global_layers"] = global_layers;
+  j["local_layers"] = local_layers;
+  j["window"] = window;
+  j["slot_bytes"] = kv.slot_bytes();
+  j["formula_bytes"] = slots * kv.slot_bytes();  // (global × ctx + local × window) slots
+  j["cache_used_bytes"] = kv.used_bytes();
+  j["reserved_bytes"] = kv.bytes();
+  j["rss_after_create_bytes"] = rss_empty > rss0 ? rss_empty - rss0 : 0;
+  j["rss_growth_bytes"] = rss1 > rss0 ? rss1 - rss0 : 0;
+  return j;
+}
+
 nlohmann::ordered_json ModelInfo(const std::string& flag, const std::string& kernels,
-                                 size_t context) {
+                                 size_t context, KvType kv_type, bool measure_kv) {
   LoadOptions lo;
   lo.kernels = kernels;
   const std::string dir = ResolveModelDir(flag);
-  const Model model = Model::Load(dir, lo);
+  const Model model = LoadModelWithProgress(dir, lo);
   const ModelConfig& c = model.config();
   nlohmann::ordered_json j;
   j["path"] = dir;
@@ -203,11 +260,12 @@ nlohmann::ordered_json ModelInfo(const std::string& flag, const std::string& ker
   j["formats"] = formats;
   j["tensors"] = tensors;
   const size_t ctx = context == 0 ? static_cast<size_t>(c.max_position_embeddings) : context;
-  const KvCache kv(c, ctx);  // allocated, never touched: costs no resident memory
   j["memory"] = {{"weights_mapped_bytes", model.mapped_bytes()},
                  {"weights_converted_bytes", model.converted_bytes()},
                  {"kv_cache_context", ctx},
-                 {"kv_cache_bytes", kv.bytes()}};
+                 {"kv_cache_type", kernels::KvTypeName(kv_type)},
+                 {"kv_cache_bytes", KvCache::BytesAt(c, ctx, kv_type)}};
+  if (measure_kv) j["memory"]["kv_cache_measured"] = MeasureKv(c, ctx, kv_type);
   return j;
 }
 
@@ -236,6 +294,20 @@ void PrintModelInfo(const nlohmann::ordered_json& m) {
       mib(mem["weights_converted_bytes"].get<uint64_t>()),
       mib(mem["kv_cache_bytes"].get<uint64_t>()),
       static_cast<unsigned long long>(mem["kv_cache_context"].get<uint64_t>()));
+  std::printf("  KV cache type %s\n", mem["kv_cache_type"].get<std::string>().c_str());
+  if (mem.contains("kv_cache_measured")) {
+    const auto& k = mem["kv_cache_measured"];
+    auto u = [&](const char* key) {
+      return static_cast<unsigned long long>(k[key].get<uint64_t>());
+    };
+    std::printf(
+        "  KV measured after writing all %llu positions: %llu global layers x %llu + %llu local "
+        "layers x %llu slots x %llu B = %llu B; cache counts %llu B; resident memory grew %llu B "
+        "(%llu B right after creation)\n",
+        u("positions_written"), u("global_layers"), u("positions_written"), u("local_layers"),
+        u("window"), u("slot_bytes"), u("formula_bytes"), u("cache_used_bytes"),
+        u("rss_growth_bytes"), u("rss_after_create_bytes"));
+  }
 }
 
 void AddInfoCommand(CLI::App& app) {
@@ -246,6 +318,8 @@ void AddInfoCommand(CLI::App& app) {
     std::string model;
     bool no_model = false;
     size_t context = 0;
+    std::string kv_type = "f32";
+    bool measure_kv = false;
   };
   auto opts = std::make_shared<Options>();
   info->add_option("--kernels", opts->kernels,
@@ -258,10 +332,18 @@ void AddInfoCommand(CLI::App& app) {
   info->add_option("-c,--ctx-size", opts->context,
                    "Context for the KV-cache size (0 = the model's maximum)")
       ->capture_default_str();
+  info->add_option("--kv-type", opts->kv_type,
+                   "KV cache storage for the size: f32, bf16, int8, sfp8")
+      ->capture_default_str();
+  info->add_flag("--measure-kv", opts->measure_kv,
+                 "Create the KV cache at -c, write every position and report its bytes and the "
+                 "resident memory it added");
   info->callback([opts] {
     const nlohmann::ordered_json k = KernelInfo(opts->kernels);
     nlohmann::ordered_json m;
-    if (!opts->no_model) m = ModelInfo(opts->model, opts->kernels, opts->context);
+    if (!opts->no_model)
+      m = ModelInfo(opts->model, opts->kernels, opts->context, ParseKvType(opts->kv_type),
+                    opts->measure_kv);
     if (opts->json) {
       nlohmann::ordered_json j;
       j["version"] = qlm::Version();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "apps/qlm/commands.h"
+#include "apps/qlm/load_model.h"
 #include "apps/qlm/model_path.h"
 #include "apps/qlm/quant_flags.h"
 #include "base/error.h"
@@ -62,7 +63,7 @@ void Logits(const LogitsArgs& a) {
   ApplyQuantFlags(a.quant, lo);
   lo.threads = static_cast<size_t>(a.threads);
   const std::string dir = ResolveModelDir(a.model);
-  const Model model = Model::Load(dir, lo);
+  const Model model = LoadModelWithProgress(dir, lo);
   const int vocab = model.config().vocab_size;
   for (const int32_t id : ids) {
     if (id < 0 || id >= vocab) {

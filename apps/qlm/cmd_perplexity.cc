@@ -20,9 +20,11 @@
 #include <vector>
 
 #include "apps/qlm/commands.h"
+#include "apps/qlm/load_model.h"
 #include "apps/qlm/model_path.h"
 #include "apps/qlm/quant_flags.h"
 #include "base/error.h"
+#include "core/kv_cache.h"
 #include "core/perplexity.h"
 #include "core/qlm.h"
 #include "core/thread_pool.h"
@@ -39,6 +41,7 @@ struct PerplexityArgs {
   size_t chunks = 0;
   int threads = -1;
   std::string base;
+  std::string kv_type = "f32";
   bool json = false;
   bool verify = false;
   std::string kernels;
@@ -78,7 +81,7 @@ void Perplexity(const PerplexityArgs& a) {
   const std::string path = ResolveModelDir(a.model);
 
   const auto t0 = std::chrono::steady_clock::now();
-  const Model model = Model::Load(path, lo);
+  const Model model = LoadModelWithProgress(path, lo);
   std::optional<Model> base;
   std::string base_name;
   if (base_is_format) {
@@ -86,13 +89,13 @@ void Perplexity(const PerplexityArgs& a) {
     blo.kernels = a.kernels;
     blo.threads = lo.threads;
     blo.quant = base_format;
-    base.emplace(Model::Load(path, blo));
+    base.emplace(LoadModelWithProgress(path, blo));
     base_name = path + " as " + a.base;
   } else if (!a.base.empty()) {
     LoadOptions blo;
     blo.kernels = a.kernels;
     blo.threads = lo.threads;
-    base.emplace(Model::Load(a.base, blo));
+    base.emplace(LoadModelWithProgress(a.base, blo));
     base_name = a.base;
   }
   const double load_s =
@@ -110,9 +113,10 @@ void Perplexity(const PerplexityArgs& a) {
   po.batch = a.batch;
   po.threads = a.threads > 0 ? static_cast<size_t>(a.threads) : PhysicalCoreCount();
   po.max_windows = a.chunks;
-  spdlog::info("perplexity of {} ({}{}) over {} ({} tokens), windows of {}{}", path, model.isa(),
-               lo.quant ? std::string(", ") + FormatName(*lo.quant) : "", a.text_file, ids.size(),
-               a.ctx, base ? ", KL divergence against " + base_name : "");
+  po.kv_type = ParseKvType(a.kv_type);
+  spdlog::info("perplexity of {} ({}{}, KV {}) over {} ({} tokens), windows of {}{}", path,
+               model.isa(), lo.quant ? std::string(", ") + FormatName(*lo.quant) : "", a.kv_type,
+               a.text_file, ids.size(), a.ctx, base ? ", KL divergence against " + base_name : "");
   const bool tty = isatty(fileno(stderr)) != 0;
   const auto t1 = std::chrono::steady_clock::now();
   const PerplexityResult r = EvaluatePerplexity(
@@ -165,6 +169,11 @@ void AddPerplexityCommand(CLI::App& app) {
   cmd->add_option("--chunks", a->chunks, "Score at most this many windows (0 = all)")
       ->capture_default_str();
   cmd->add_option("-t,--threads", a->threads, "Threads (-1 = physical cores)")
+      ->capture_default_str();
+  cmd->add_option("--kv-type", a->kv_type,
+                  "KV cache storage of MODEL: f32, bf16, int8 or sfp8 (the --kld-against base "
+                  "always uses f32, so `--kv-type int8 --kld-against f32` measures the KV "
+                  "quantization alone)")
       ->capture_default_str();
   cmd->add_option("--kld-against", a->base,
                   "Base for KL divergence: a format (f32, bf16, int8, q4, sfp8: this model loaded "

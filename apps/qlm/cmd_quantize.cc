@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "apps/qlm/commands.h"
+#include "apps/qlm/progress.h"
 #include "apps/qlm/quant_flags.h"
 #include "base/error.h"
 #include "core/export_qlm.h"
@@ -98,29 +99,6 @@ std::string Bytes(double b) {
   return buf;
 }
 
-// A per-tensor progress bar on a terminal, plain lines otherwise.
-class Progress {
- public:
-  explicit Progress(size_t total) : total_(total), tty_(isatty(fileno(stderr)) != 0) {}
-  void Step(size_t i, const std::string& name, const std::string& what) {
-    if (tty_) {
-      constexpr int kWidth = 30;
-      const int fill = static_cast<int>(kWidth * (i + 1) / total_);
-      std::fprintf(stderr, "\r\033[K[%s%s] %zu/%zu %s %s", std::string(fill, '#').c_str(),
-                   std::string(kWidth - fill, '.').c_str(), i + 1, total_, name.c_str(),
-                   what.c_str());
-      if (i + 1 == total_) std::fputc('\n', stderr);
-      std::fflush(stderr);
-    } else {
-      std::fprintf(stderr, "[%zu/%zu] %s %s\n", i + 1, total_, name.c_str(), what.c_str());
-    }
-  }
-
- private:
-  size_t total_;
-  bool tty_;
-};
-
 void Quantize(const QuantizeArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::optional<Format> format = ParseQuantName(a.quant.quant, "--quant");
@@ -193,12 +171,12 @@ void Quantize(const QuantizeArgs& a) {
                  windows.size(), co.tokens, calib_path, threads, kernels::IsaName(table.isa));
     const bool head_gptq = !a.head_rtn && (!head_format || *head_format == Format::kQ4);
     const size_t n_linears = config.num_layers * kLinearsPerLayer + (head_gptq ? 1 : 0);
-    Progress bar(n_linears);
+    Progress bar("GPTQ", n_linears, 0.0, Progress::kEveryStep);
     solved = GptqQuantizeModel(
         config, f32.w, table, windows, go, head_gptq, &pool, [&](const GptqProgressInfo& p) {
           char what[96];
-          std::snprintf(what, sizeof(what), "GPTQ loss %.4g (%.1f s)", p.stats.loss, p.seconds);
-          bar.Step(p.done - 1, p.tensor, what);
+          std::snprintf(what, sizeof(what), " loss %.4g (%.1f s)", p.stats.loss, p.seconds);
+          bar.Update(p.done, p.tensor + what);
         });
     calib_json = {{"file", fs::path(calib_path).filename().string()},
                   {"sequences", co.sequences},
@@ -238,10 +216,11 @@ void Quantize(const QuantizeArgs& a) {
   eo.solved = &solved;
   std::optional<Progress> bar;
   const ExportSummary sum = ExportQlm(src, proto, a.out, eo, [&](const ExportedTensor& t) {
-    if (!bar) bar.emplace(t.total);
-    bar->Step(t.index, t.name,
-              std::string(FormatName(t.format)) + " " + t.how + " " + Bytes(double(t.bytes)));
+    if (!bar) bar.emplace("writing", t.total, 0.0, Progress::kEveryStep);
+    bar->Update(t.index + 1,
+                t.name + " " + FormatName(t.format) + " " + t.how + " " + Bytes(double(t.bytes)));
   });
+  if (bar) bar->Finish();
   const uint64_t file_bytes = sum.file_bytes;
   const uint64_t matrix_weights = sum.matrix_weights, matrix_bytes = sum.matrix_bytes,
                  vector_bytes = sum.vector_bytes;

@@ -9,10 +9,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "apps/qlm/commands.h"
+#include "apps/qlm/progress.h"
 #include "base/error.h"
 #include "loaders/random_model.h"
 
@@ -99,22 +101,16 @@ void Run(const RandomModelArgs& a) {
   RandomModelConfigJson(a.shape);  // unknown shape: a usage error before any lookup
   o.tokenizer_path = a.tokenizer.empty() ? FindBuiltinTokenizer() : a.tokenizer;
 
-  // Progress on stderr: a self-updating line on a terminal, a line per 10 %
-  // otherwise (logs, CI).
-  const bool tty = ::isatty(STDERR_FILENO) != 0;
-  int last_step = -1;
   const auto start = std::chrono::steady_clock::now();
+  std::optional<Progress> bar;
   o.progress = [&](uint64_t done, uint64_t total) {
-    const int percent = total == 0 ? 100 : static_cast<int>(done * 100 / total);
-    const int step = tty ? percent : percent / 10;
-    if (step == last_step) return;
-    last_step = step;
-    std::fprintf(stderr, "%srandom-model %s: %s / %s (%d%%)%s", tty ? "\r" : "", a.shape.c_str(),
-                 HumanBytes(done).c_str(), HumanBytes(total).c_str(), percent, tty ? "" : "\n");
-    std::fflush(stderr);
+    // Counted in MiB so the bar's "done/total" reads as sizes.
+    constexpr uint64_t kMiB = uint64_t{1} << 20;
+    if (!bar) bar.emplace("random-model " + a.shape + " (MiB)", (total + kMiB - 1) / kMiB);
+    bar->Update(done == total ? (total + kMiB - 1) / kMiB : done / kMiB);
   };
   WriteRandomModel(o);
-  if (tty) std::fputc('\n', stderr);
+  if (bar) bar->Finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (const RandomModelShapeInfo& s : RandomModelShapes(true)) {

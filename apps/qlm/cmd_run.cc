@@ -2,25 +2,30 @@
 // timing summary go to stderr.
 //   qlm run [-m DIR] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P]
 //           [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [-s SEED]
-//           [-t THREADS] [-c CTX] [-b BATCH] [--kernels ISA]
+//           [-t THREADS] [-c CTX] [-b BATCH] [--kernels ISA] [--kv-type T]
+//           [--context-shift [--keep N]] [--ignore-eos] [--prompt-cache FILE]
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "apps/qlm/commands.h"
+#include "apps/qlm/load_model.h"
 #include "apps/qlm/model_path.h"
 #include "apps/qlm/quant_flags.h"
 #include "apps/qlm/timings.h"
 #include "base/error.h"
+#include "core/kv_cache.h"
 #include "core/qlm.h"
 #include "core/thread_pool.h"
 
@@ -40,6 +45,11 @@ struct RunArgs {
   std::string kernels;
   QuantFlags quant;
   bool verify = false;
+  std::string kv_type = "f32";
+  bool context_shift = false;
+  size_t keep = 4;
+  bool ignore_eos = false;
+  std::string prompt_cache;
 };
 
 void Run(const RunArgs& a) {
@@ -57,6 +67,7 @@ void Run(const RunArgs& a) {
                      std::to_string(a.threads));
   }
   if (a.batch == 0) throw UsageError("-b/--batch-size must be >= 1");
+  ParseKvType(a.kv_type);  // fail before loading
   std::string prompt = a.prompt;
   if (!a.prompt_file.empty()) {
     std::ifstream in(a.prompt_file, std::ios::binary);
@@ -72,11 +83,14 @@ void Run(const RunArgs& a) {
   lo.verify_checksums = a.verify;
   lo.threads = a.threads > 0 ? static_cast<size_t>(a.threads) : 0;
   const std::string dir = ResolveModelDir(a.model);
-  const Model model = Model::Load(dir, lo);
+  const Model model = LoadModelWithProgress(dir, lo);
   SessionOptions so;
   so.context = a.ctx;
   so.batch = a.batch;
   so.threads = a.threads > 0 ? static_cast<size_t>(a.threads) : PhysicalCoreCount();
+  so.kv_type = ParseKvType(a.kv_type);
+  so.context_shift = a.context_shift;
+  so.keep = a.keep;
   Session session(model, so);
   const double load_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_start).count();
@@ -97,8 +111,35 @@ void Run(const RunArgs& a) {
   GenerateParams gp;
   gp.sampling = sp;
   gp.max_tokens = a.n_predict;
+  gp.stop_at_eos = !a.ignore_eos;
   const std::vector<int32_t> ids(prompt_ids.begin(), prompt_ids.end());
-  const GenerateStats st = session.Generate(ids, gp, [](int32_t, std::string_view text) {
+  std::span<const int32_t> to_generate(ids);
+  if (!a.prompt_cache.empty() && ids.size() >= 2) {
+    // The cache holds every prompt token but the last, whose logits start
+    // generation: load what matches, evaluate the rest, save, go on.
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::span<const int32_t> prefix(ids.data(), ids.size() - 1);
+    std::string why;
+    const size_t restored = session.LoadPromptCache(a.prompt_cache, prefix, &why);
+    if (restored > 0) {
+      spdlog::info("prompt cache {}: restored {} of {} prompt tokens", a.prompt_cache, restored,
+                   ids.size());
+    } else if (!std::filesystem::exists(a.prompt_cache)) {
+      spdlog::info("prompt cache {}: no file yet, it will be created", a.prompt_cache);
+    } else {
+      spdlog::warn("warning: prompt cache not used: {}; evaluating the whole prompt", why);
+    }
+    if (restored < prefix.size()) {
+      session.Forward(prefix.subspan(restored));
+      session.SavePromptCache(a.prompt_cache);
+      spdlog::info("prompt cache {}: saved {} tokens", a.prompt_cache, prefix.size());
+    }
+    spdlog::info(
+        "prompt cache time = {:.2f} ms",
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    to_generate = std::span<const int32_t>(ids).last(1);
+  }
+  const GenerateStats st = session.Generate(to_generate, gp, [](int32_t, std::string_view text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
     return true;
@@ -111,6 +152,11 @@ void Run(const RunArgs& a) {
     spdlog::warn("warning: stopped: the context of {} tokens is full", session.context());
   }
   PrintTimings(load_ms, st, total_ms);
+  PrintKvMemory(session);
+  if (st.context_shifts > 0) {
+    spdlog::info("context shifts   = {:10} (keep {}, {} tokens generated in a context of {})",
+                 st.context_shifts, a.keep, st.generated, session.context());
+  }
 }
 
 }  // namespace
@@ -149,6 +195,19 @@ void AddRunCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("-b,--batch-size", a->batch, "Prompt tokens per forward batch")
       ->capture_default_str();
+  cmd->add_option("--kv-type", a->kv_type, "KV cache storage: f32, bf16, int8 or sfp8")
+      ->capture_default_str();
+  cmd->add_flag("--context-shift", a->context_shift,
+                "When the context is full, keep the first --keep tokens, drop the oldest half of "
+                "the rest and go on (so -n -1 can generate indefinitely in flat memory)");
+  cmd->add_option("--keep", a->keep,
+                  "Tokens kept at the start on a context shift (attention sinks)")
+      ->capture_default_str();
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at end-of-text tokens");
+  cmd->add_option(
+      "--prompt-cache", a->prompt_cache,
+      "Save the prompt's KV cache to FILE after prefill, and reuse it when a later run's "
+      "prompt starts with the same tokens (same model, --kv-type and -c)");
   AddQuantFlags(cmd, a->quant, /*head_quant=*/true);
   cmd->add_flag("--verify", a->verify, ".qlm files: check every tensor's checksum while loading");
   cmd->add_option("--kernels", a->kernels,

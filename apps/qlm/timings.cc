@@ -4,6 +4,8 @@
 
 #include <cstddef>
 
+#include "kernels/registry.h"
+
 namespace qlm::cli {
 
 void PrintTimings(double load_ms, const GenerateStats& st, double total_ms) {
@@ -23,6 +25,15 @@ void PrintTimings(double load_ms, const GenerateStats& st, double total_ms) {
   spdlog::info("sampling time    = {:10.2f} ms / {:5} runs", st.sample_ms, st.generated);
   spdlog::info("total time       = {:10.2f} ms / {:5} tokens", total_ms,
                st.prompt_tokens + st.generated);
+}
+
+void PrintKvMemory(const Session& s) {
+  auto mib = [](size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
+  spdlog::info(
+      "KV cache         = {:10.2f} MiB used ({} of {} positions, {}), {:.2f} MiB at full "
+      "context",
+      mib(s.kv_used_bytes()), s.position(), s.context(), kernels::KvTypeName(s.kv_type()),
+      mib(s.kv_bytes()));
 }
 
 }  // namespace qlm::cli

@@ -3,7 +3,11 @@
 // tables must compute (tests/kernels/ops_test.cc) and are the `scalar` table.
 #include "kernels/scalar/ops.h"
 
+#include "quant/half.h"
+#include "quant/sfp8.h"
+
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -17,26 +21,59 @@ bool Attends(int32_t pos, int64_t q_pos, int32_t window) {
   return window <= 0 || q_pos - pos < window;
 }
 
+// Row `slot` of kv head `kvh` of K (or V), decoded to doubles (exact for every
+// KvType: the decoded value is a float, times the row scale in double).
+void DecodeKvRow(const AttentionArgs& a, bool key, size_t kvh, size_t slot, double* out) {
+  const size_t hd = a.head_dim, row = kvh * a.capacity + slot;
+  if (a.kv_type == KvType::kF32) {
+    const float* src = (key ? a.k : a.v) + row * hd;
+    for (size_t d = 0; d < hd; ++d) out[d] = src[d];
+    return;
+  }
+  const uint8_t* src = (key ? a.k_codes : a.v_codes) + row * hd * KvElemBytes(a.kv_type);
+  const double scale = KvHasScale(a.kv_type) ? (key ? a.k_scale : a.v_scale)[row] : 1.0;
+  for (size_t d = 0; d < hd; ++d) {
+    float x = 0.0f;
+    switch (a.kv_type) {
+      case KvType::kBF16: {
+        uint16_t b;
+        std::memcpy(&b, src + 2 * d, 2);
+        x = BF16ToF32(b);
+        break;
+      }
+      case KvType::kInt8:
+        x = static_cast<float>(static_cast<int8_t>(src[d]));
+        break;
+      case KvType::kSFP8:
+        x = Sfp8Decode(src[d]);
+        break;
+      case KvType::kF32:
+        break;
+    }
+    out[d] = scale * x;
+  }
+}
+
 void AttentionRef(const AttentionArgs& a) {
   const size_t group = a.n_heads / a.n_kv_heads;
   const size_t hd = a.head_dim;
   // O(n_slots) per thread: the scores of one (query, head) row.
-  thread_local std::vector<double> scores, acc;
+  thread_local std::vector<double> scores, acc, row;
   scores.resize(a.n_slots);
+  row.resize(hd);
   for (size_t i = 0; i < a.n_q; ++i) {
     const int64_t q_pos = static_cast<int64_t>(a.q_pos0) + static_cast<int64_t>(i);
     for (size_t h = a.head_begin; h < a.head_end; ++h) {
       const float* q = a.q + (i * a.n_heads + h) * hd;
       float* out = a.out + (i * a.n_heads + h) * hd;
       const size_t kvh = h / group;
-      const float* k = a.k + kvh * a.capacity * hd;
-      const float* v = a.v + kvh * a.capacity * hd;
       double max_score = -std::numeric_limits<double>::infinity();
       bool any = false;
       for (size_t s = 0; s < a.n_slots; ++s) {
         if (!Attends(a.slot_pos[s], q_pos, a.window)) continue;
+        DecodeKvRow(a, /*key=*/true, kvh, s, row.data());
         double dot = 0.0;
-        for (size_t d = 0; d < hd; ++d) dot += static_cast<double>(q[d]) * k[s * hd + d];
+        for (size_t d = 0; d < hd; ++d) dot += static_cast<double>(q[d]) * row[d];
         double score = static_cast<double>(a.scale) * dot;
         if (a.softcap > 0.0f) score = a.softcap * std::tanh(score / a.softcap);
         scores[s] = score;
@@ -54,7 +91,8 @@ void AttentionRef(const AttentionArgs& a) {
       acc.assign(hd, 0.0);
       for (size_t s = 0; s < a.n_slots; ++s) {
         if (!Attends(a.slot_pos[s], q_pos, a.window)) continue;
-        for (size_t d = 0; d < hd; ++d) acc[d] += scores[s] * v[s * hd + d];
+        DecodeKvRow(a, /*key=*/false, kvh, s, row.data());
+        for (size_t d = 0; d < hd; ++d) acc[d] += scores[s] * row[d];
       }
       for (size_t d = 0; d < hd; ++d) out[d] = static_cast<float>(acc[d] / sum);
     }

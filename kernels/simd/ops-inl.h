@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "kernels/registry.h"
@@ -308,8 +309,56 @@ inline void DotRows(const float* q, const float* k, size_t hd, float* dots) {
   }
 }
 
-template <class Arch, size_t R>
-void ScoreTile(const AttentionArgs& a, const float* k, const float* q, const int64_t* q_pos,
+// One kv head's K or V rows as the kernel sees them: f32 rows, or codes of
+// the KvType plus one scale per row (int8, sfp8).
+struct KvRows {
+  const float* f32 = nullptr;
+  const uint8_t* codes = nullptr;
+  const float* scale = nullptr;
+};
+
+template <KvType T>
+inline KvRows KvHeadRows(const AttentionArgs& a, bool key, size_t kv_head) {
+  const size_t row0 = kv_head * a.capacity;
+  KvRows r;
+  if constexpr (T == KvType::kF32) {
+    r.f32 = (key ? a.k : a.v) + row0 * a.head_dim;
+  } else {
+    r.codes = (key ? a.k_codes : a.v_codes) + row0 * a.head_dim * KvElemBytes(T);
+    if constexpr (KvHasScale(T)) r.scale = (key ? a.k_scale : a.v_scale) + row0;
+  }
+  return r;
+}
+
+// Decodes the n codes of one quantized K/V row, WITHOUT its row scale (the
+// caller folds the scale into the dot product or the probability), into
+// dst. Plain branch-free loops: each ISA's translation unit vectorizes them
+// with its own flags, and the row stays in L1 for the dot products.
+template <class Arch, KvType T>
+inline void DecodeKvCodes(const uint8_t* src, size_t n, float* dst) {
+  if constexpr (T == KvType::kBF16) {
+    for (size_t d = 0; d < n; ++d) {
+      uint16_t b;
+      std::memcpy(&b, src + 2 * d, 2);
+      const uint32_t bits = static_cast<uint32_t>(b) << 16;
+      std::memcpy(dst + d, &bits, 4);
+    }
+  } else if constexpr (T == KvType::kInt8) {
+    for (size_t d = 0; d < n; ++d) dst[d] = static_cast<float>(static_cast<int8_t>(src[d]));
+  } else if constexpr (T == KvType::kSFP8) {
+    // bf16 bits of the magnitude (see Sfp8ToBF16 in matmul-inl.h and
+    // docs/formats.md): "large" codes e3m3, "small" e4m2; bit 7 is the sign.
+    for (size_t d = 0; d < n; ++d) {
+      const uint32_t c = src[d], c7 = c & 0x7fu;
+      const uint32_t mag = c7 >= 64 ? (c7 << 4) + 0x3800u : (c7 << 5) + 0x3400u;
+      const uint32_t bits = c7 == 0 ? 0u : (mag | ((c & 0x80u) << 8)) << 16;
+      std::memcpy(dst + d, &bits, 4);
+    }
+  }
+}
+
+template <class Arch, size_t R, KvType T>
+void ScoreTile(const AttentionArgs& a, const KvRows& k, const float* q, const int64_t* q_pos,
                float* scores) {
   const size_t ns = a.n_slots, hd = a.head_dim;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -318,6 +367,8 @@ void ScoreTile(const AttentionArgs& a, const float* k, const float* q, const int
     min_pos = q_pos[r] < min_pos ? q_pos[r] : min_pos;
     max_pos = q_pos[r] > max_pos ? q_pos[r] : max_pos;
   }
+  // Quantized caches: one decoded K row at a time.
+  float* row = T == KvType::kF32 ? nullptr : ThreadScratch<Arch, 2>(hd);
   for (size_t s = 0; s < ns; ++s) {
     const int64_t pos = a.slot_pos[s];
     // Masked for every row of the tile: skip the dot products.
@@ -326,7 +377,15 @@ void ScoreTile(const AttentionArgs& a, const float* k, const float* q, const int
       continue;
     }
     float dots[R];
-    DotRows<Arch, R>(q, k + s * hd, hd, dots);
+    if constexpr (T == KvType::kF32) {
+      DotRows<Arch, R>(q, k.f32 + s * hd, hd, dots);
+    } else {
+      DecodeKvCodes<Arch, T>(k.codes + s * hd * KvElemBytes(T), hd, row);
+      DotRows<Arch, R>(q, row, hd, dots);
+      if constexpr (KvHasScale(T)) {
+        for (size_t r = 0; r < R; ++r) dots[r] *= k.scale[s];
+      }
+    }
     for (size_t r = 0; r < R; ++r) {
       const bool ok = pos <= q_pos[r] && (a.window <= 0 || q_pos[r] - pos < a.window);
       scores[r * ns + s] = ok ? dots[r] : kNegInf;
@@ -351,11 +410,13 @@ bool ScoresToProbs(float* sc, size_t ns, float softcap) {
   return true;
 }
 
-template <class Arch, size_t R>
-void AccumulateTile(const AttentionArgs& a, const float* v, const float* probs, float* const* out) {
+template <class Arch, size_t R, KvType T>
+void AccumulateTile(const AttentionArgs& a, const KvRows& v, const float* probs,
+                    float* const* out) {
   using B = Batch<Arch>;
   constexpr size_t W = B::size;
   const size_t ns = a.n_slots, hd = a.head_dim;
+  float* row = T == KvType::kF32 ? nullptr : ThreadScratch<Arch, 2>(hd);
   for (size_t s = 0; s < ns; ++s) {
     float p[R];
     bool any = false;
@@ -364,7 +425,16 @@ void AccumulateTile(const AttentionArgs& a, const float* v, const float* probs, 
       any |= p[r] != 0.0f;
     }
     if (!any) continue;
-    const float* vs = v + s * hd;
+    const float* vs;
+    if constexpr (T == KvType::kF32) {
+      vs = v.f32 + s * hd;
+    } else {
+      DecodeKvCodes<Arch, T>(v.codes + s * hd * KvElemBytes(T), hd, row);
+      vs = row;
+      if constexpr (KvHasScale(T)) {
+        for (size_t r = 0; r < R; ++r) p[r] *= v.scale[s];
+      }
+    }
     size_t d = 0;
     for (; d + W <= hd; d += W) {
       const B vv = B::load_unaligned(vs + d);
@@ -378,7 +448,7 @@ void AccumulateTile(const AttentionArgs& a, const float* v, const float* probs, 
   }
 }
 
-template <class Arch, size_t R>
+template <class Arch, size_t R, KvType T>
 void AttentionTile(const AttentionArgs& a, size_t kv_head, const size_t* row_q,
                    const size_t* row_h) {
   const size_t ns = a.n_slots, hd = a.head_dim;
@@ -393,9 +463,9 @@ void AttentionTile(const AttentionArgs& a, size_t kv_head, const size_t* row_q,
     out[r] = a.out + (row_q[r] * a.n_heads + row_h[r]) * hd;
     for (size_t d = 0; d < hd; ++d) out[r][d] = 0.0f;
   }
-  const float* k = a.k + kv_head * a.capacity * hd;
-  const float* v = a.v + kv_head * a.capacity * hd;
-  ScoreTile<Arch, R>(a, k, q, q_pos, scores);
+  const KvRows k = KvHeadRows<T>(a, /*key=*/true, kv_head);
+  const KvRows v = KvHeadRows<T>(a, /*key=*/false, kv_head);
+  ScoreTile<Arch, R, T>(a, k, q, q_pos, scores);
   bool any = false;
   for (size_t r = 0; r < R; ++r) {
     // A row with nothing to attend to keeps all-zero probabilities (and output).
@@ -405,11 +475,11 @@ void AttentionTile(const AttentionArgs& a, size_t kv_head, const size_t* row_q,
       for (size_t s = 0; s < ns; ++s) scores[r * ns + s] = 0.0f;
     }
   }
-  if (any) AccumulateTile<Arch, R>(a, v, scores, out);
+  if (any) AccumulateTile<Arch, R, T>(a, v, scores, out);
 }
 
-template <class Arch>
-void Attention(const AttentionArgs& a) {
+template <class Arch, KvType T>
+void AttentionOf(const AttentionArgs& a) {
   if (a.head_begin >= a.head_end || a.n_q == 0) return;
   const size_t group = a.n_heads / a.n_kv_heads;
   const size_t kv_first = a.head_begin / group, kv_last = (a.head_end - 1) / group;
@@ -426,31 +496,45 @@ void Attention(const AttentionArgs& a) {
       }
       switch (n) {
         case 1:
-          AttentionTile<Arch, 1>(a, kvh, row_q, row_h);
+          AttentionTile<Arch, 1, T>(a, kvh, row_q, row_h);
           break;
         case 2:
-          AttentionTile<Arch, 2>(a, kvh, row_q, row_h);
+          AttentionTile<Arch, 2, T>(a, kvh, row_q, row_h);
           break;
         case 3:
-          AttentionTile<Arch, 3>(a, kvh, row_q, row_h);
+          AttentionTile<Arch, 3, T>(a, kvh, row_q, row_h);
           break;
         case 4:
-          AttentionTile<Arch, 4>(a, kvh, row_q, row_h);
+          AttentionTile<Arch, 4, T>(a, kvh, row_q, row_h);
           break;
         case 5:
-          AttentionTile<Arch, 5>(a, kvh, row_q, row_h);
+          AttentionTile<Arch, 5, T>(a, kvh, row_q, row_h);
           break;
         case 6:
-          AttentionTile<Arch, 6>(a, kvh, row_q, row_h);
+          AttentionTile<Arch, 6, T>(a, kvh, row_q, row_h);
           break;
         case 7:
-          AttentionTile<Arch, 7>(a, kvh, row_q, row_h);
+          AttentionTile<Arch, 7, T>(a, kvh, row_q, row_h);
           break;
         default:
-          AttentionTile<Arch, 8>(a, kvh, row_q, row_h);
+          AttentionTile<Arch, 8, T>(a, kvh, row_q, row_h);
           break;
       }
     }
+  }
+}
+
+template <class Arch>
+void Attention(const AttentionArgs& a) {
+  switch (a.kv_type) {
+    case KvType::kF32:
+      return AttentionOf<Arch, KvType::kF32>(a);
+    case KvType::kBF16:
+      return AttentionOf<Arch, KvType::kBF16>(a);
+    case KvType::kInt8:
+      return AttentionOf<Arch, KvType::kInt8>(a);
+    case KvType::kSFP8:
+      return AttentionOf<Arch, KvType::kSFP8>(a);
   }
 }
 

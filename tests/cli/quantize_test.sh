@@ -55,9 +55,12 @@ case "$case_name" in
     IDS=$("$TOOL" ids "$LLAMA/golden/1.json")
     for f in f32 bf16 int8 q4 sfp8; do
       logits "$LLAMA" "$TMP/load_$f.f32" --quant "$f"
-      "$QLM" quantize "$LLAMA" "$TMP/$f.qlm" --quant "$f" -t 2 >"$TMP/qout" 2>/dev/null ||
+      "$QLM" quantize "$LLAMA" "$TMP/$f.qlm" --quant "$f" -t 2 >"$TMP/qout" 2>"$TMP/qerr" ||
         fail "qlm quantize --quant $f failed"
       grep -q "bits/weight" "$TMP/qout" || fail "no size summary: $(cat "$TMP/qout")"
+      # stderr is not a terminal here: plain progress lines, the last at 100 %.
+      grep -q '^writing: [0-9]*/[0-9]* (100%)' "$TMP/qerr" || fail "no progress: $(cat "$TMP/qerr")"
+      if grep -q $'\r' "$TMP/qerr"; then fail "terminal progress bar written to a file"; fi
       logits "$TMP/$f.qlm" "$TMP/file_$f.f32"
       cmp -s "$TMP/load_$f.f32" "$TMP/file_$f.f32" || fail "$f: .qlm logits differ from --quant $f"
     done
@@ -98,13 +101,16 @@ case "$case_name" in
     ;;
   gptq_checkpoint)
     # The AutoGPTQ checkpoint loads directly and matches its goldens on
-    # every kernel table; converted to .qlm (q4 linears kept bit for bit,
+    # every kernel table (goldens from the dequantized weights: compared
+    # with f32 activations, QLM_ACTIVATIONS=f32, not the default int8 path
+    # for q4 weights); converted to .qlm (q4 linears kept bit for bit,
     # --head-quant f32 keeps its f16 embedding exact) it gives the same logits.
     ran=0
     for n in 0 1 2; do
       IDS=$("$TOOL" ids "$GPTQ/golden/$n.json")
       for isa in scalar avx2 avx512 neon; do
-        if "$QLM" logits -m "$GPTQ" --ids "$IDS" -o "$TMP/l.f32" --kernels "$isa" 2>"$TMP/err"; then
+        if QLM_ACTIVATIONS=f32 "$QLM" logits -m "$GPTQ" --ids "$IDS" -o "$TMP/l.f32" --kernels "$isa" \
+          2>"$TMP/err"; then
           "$TOOL" compare "$TMP/l.f32" "$GPTQ/golden/$n.f32" || fail "$isa golden $n"
           ran=$((ran + 1))
         else

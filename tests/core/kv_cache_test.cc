@@ -39,9 +39,10 @@ void WritePositions(KvCache& kv, size_t layer, int32_t pos0, size_t n) {
   kv.Write(layer, pos0, n, k.data(), v.data());
 }
 
+// Slot positions are valid in [0, used): pages past it are not touched.
 std::set<int32_t> Positions(const LayerKv& L) {
   std::set<int32_t> s;
-  for (size_t i = 0; i < L.capacity; ++i) {
+  for (size_t i = 0; i < L.used; ++i) {
     if (L.slot_pos[i] >= 0) s.insert(L.slot_pos[i]);
   }
   return s;

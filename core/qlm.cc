@@ -272,7 +272,11 @@ GenerateStats Session::Generate(std::span<const int32_t> prompt_ids, const Gener
     throw UsageError("max tokens must be >= -1 (-1 = until a stop token), got " +
                      std::to_string(params.max_tokens));
   }
-  Sampler sampler(params.sampling, vocab);
+  // Logit rows past the tokenizer's pieces (a vocab_size padded for
+  // alignment, or a random-weight model with a small tokenizer) have no text:
+  // they are never sampled.
+  const size_t sample_vocab = std::min(vocab, static_cast<size_t>(model.tokenizer->vocab_size()));
+  Sampler sampler(params.sampling, sample_vocab);
   GenerateStats st;
   using Clock = std::chrono::steady_clock;
 
@@ -306,7 +310,7 @@ GenerateStats Session::Generate(std::span<const int32_t> prompt_ids, const Gener
     if (params.accept_token) {
       size_t rejected = 0;
       while (!params.accept_token(id)) {
-        if (++rejected >= vocab) throw Error("accept_token rejected every token");
+        if (++rejected >= sample_vocab) throw Error("accept_token rejected every token");
         logits[id] = -std::numeric_limits<float>::infinity();
         id = sampler.Pick(logits);
       }

@@ -198,6 +198,9 @@ constexpr ShapeDef kShapes[] = {
   {"tiny-test",        "tiny gemma3_text (tests)", Family::kGemma3, true, 8000, 64, 128, 3, 4, 2, 16, true,  Gemma3_270mConfig},
   {"tiny-test-gemma2", "tiny gemma2 (tests)",      Family::kGemma2, true, 8000, 64, 128, 2, 4, 2, 16, true,  Gemma2Config},
   {"tiny-test-llama",  "tiny llama (tests)",       Family::kLlama,  true, 8000, 64, 160, 2, 4, 2, 16, false, Llama2Config},
+  // vocab_size padded past the tokenizer's 8000 pieces, as some checkpoints
+  // round it up: the extra logit rows must never be sampled.
+  {"tiny-test-padded", "tiny gemma3_text, padded vocab (tests)", Family::kGemma3, true, 8192, 64, 128, 2, 4, 2, 16, true, Gemma3_270mConfig},
 };
 // clang-format on
 

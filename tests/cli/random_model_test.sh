@@ -83,6 +83,12 @@ case "$case_name" in
         fail "$shape: qlm run failed: $(cat "$TMP/err")"
       echo "$shape: $(cat "$TMP/out")"
     done
+    # config.json's vocab_size (8192) padded past the tokenizer (8000 pieces):
+    # the padding rows are never sampled, even hot and unfiltered.
+    "$QLM" random-model --shape tiny-test-padded -o "$TMP/padded" 2>/dev/null ||
+      fail "tiny-test-padded: random-model failed"
+    "$QLM" run -m "$TMP/padded" -p "It is a truth" -n 400 --temp 3 --top-k 0 --top-p 1 --min-p 0 \
+      -s 7 >"$TMP/out" 2>"$TMP/err" || fail "padded vocab: qlm run failed: $(cat "$TMP/err")"
     true
     ;;
   *)

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Reproduces the model table of docs/benchmarks.md: `qlm bench` on a
+# Gemma-2-2B-shaped random model in every weight format at 2 and 1 threads,
+# printed as markdown rows (t/s, and decode as a fraction of the read
+# bandwidth each run measures itself).
+#
+#   scripts/bench-models.sh [MODEL_DIR] [QLM_DIR]
+#
+# MODEL_DIR (default build/models/gemma-2-2b) is written with
+# `qlm random-model --shape gemma-2-2b` when absent (5.2 GB, bf16); q4, int8
+# and sfp8 are read from .qlm files made once with `qlm quantize` beside it
+# (QLM_DIR, default: MODEL_DIR's parent). Run it on an otherwise idle
+# machine: every number is memory- or compute-bound and shared cores skew both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+model=${1:-build/models/gemma-2-2b}
+qdir=${2:-$(dirname "$model")}
+qlm=${QLM:-build/bin/qlm}
+[[ -x $qlm ]] || { echo "error: $qlm not built; run scripts/build.sh" >&2; exit 1; }
+[[ -f $model/config.json ]] || $qlm random-model --shape gemma-2-2b -o "$model"
+name=$(basename "$model")
+for f in q4 int8 sfp8; do
+  [[ -f $qdir/$name-$f.qlm ]] || $qlm quantize "$model" "$qdir/$name-$f.qlm" --quant "$f" >/dev/null
+done
+
+# format | model argument | pp tokens | tg tokens | threads...
+runs=(
+  "q4|$qdir/$name-q4.qlm|512|128|2 1"
+  "int8|$qdir/$name-int8.qlm|512|128|2 1"
+  "sfp8|$qdir/$name-sfp8.qlm|512|64|2"
+  "bf16|$model|128|32|2 1"
+  "f32|$model --quant f32|64|16|2"
+)
+
+echo "| format | threads | test | t/s | bytes/token | read bandwidth | fraction |"
+echo "|---|---:|---|---:|---:|---:|---:|"
+for r in "${runs[@]}"; do
+  IFS='|' read -r format margs pp tg threads <<<"$r"
+  for t in $threads; do
+    # shellcheck disable=SC2086
+    $qlm bench -m $margs -p "$pp" -n "$tg" -r 2 -t "$t" --json 2>/dev/null | python3 -c '
+import json, sys
+fmt = sys.argv[1]
+for line in sys.stdin:
+    j = json.loads(line)
+    tg = j["test"].startswith("tg")
+    print("| %s | %d | %s | %.2f ± %.2f | %s | %s | %s |" % (
+        fmt, j["threads"], j["test"], j["tokens_per_s"], j["stddev"],
+        "%.2f GB" % (j["bytes_per_token"] / 1e9) if tg else "-",
+        "%.1f GB/s" % (j["read_bandwidth"] / 1e9) if tg else "-",
+        "%.1f %%" % (100 * j["bandwidth_fraction"]) if tg else "-"))
+' "$format"
+  done
+done

@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "core/qlm.h"
 #include "golden_util.h"
+#include "shared_model.h"
 
 namespace qlm {
 namespace {
@@ -127,17 +128,7 @@ TEST(ContextShift, RejectsMismatchedRopeTables) {
   EXPECT_THROW(ShiftKvCache(kv, {&f}, 1, 2), Error);
 }
 
-const Model& Austen() {
-  static const Model* m = [] {
-    const std::string dir = testing::SharedPath("models/austen-gemma3");
-    if (!std::filesystem::exists(dir)) {
-      ADD_FAILURE() << "missing test data: " << dir;
-      std::abort();
-    }
-    return new Model(Model::Load(dir));
-  }();
-  return *m;
-}
+const Model& Austen() { return testing::AustenModel(); }
 
 TEST(ContextShift, GenerationRunsPastTheContextWithFiniteLogits) {
   for (KvType t : {KvType::kF32, KvType::kInt8}) {

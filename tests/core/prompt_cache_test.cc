@@ -16,26 +16,16 @@
 #include "base/error.h"
 #include "core/qlm.h"
 #include "golden_util.h"
+#include "shared_model.h"
 
 namespace qlm {
 namespace {
 
 namespace fs = std::filesystem;
 
-const Model* LoadShared(const std::string& rel) {
-  const std::string dir = testing::SharedPath(rel);
-  if (!fs::exists(dir)) {
-    ADD_FAILURE() << "missing test data: " << dir;
-    std::abort();
-  }
-  return new Model(Model::Load(dir));  // kept for the whole run (reachable: no leak)
-}
-const Model& Austen() {
-  static const Model* m = LoadShared("models/austen-gemma3");
-  return *m;
-}
+const Model& Austen() { return testing::AustenModel(); }
 const Model& TinyGemma2() {
-  static const Model* m = LoadShared("fixtures/tiny-gemma2");
+  static const Model* m = testing::LoadSharedModel("fixtures/tiny-gemma2");
   return *m;
 }
 

@@ -14,21 +14,12 @@
 #include "core/model.h"
 #include "core/qlm.h"
 #include "golden_util.h"
+#include "shared_model.h"
 
 namespace qlm {
 namespace {
 
-const Model& Austen() {
-  static const Model* m = [] {
-    const std::string dir = testing::SharedPath("models/austen-gemma3");
-    if (!std::filesystem::exists(dir)) {
-      ADD_FAILURE() << "missing test data: " << dir;
-      std::abort();
-    }
-    return new Model(Model::Load(dir));
-  }();
-  return *m;
-}
+const Model& Austen() { return testing::AustenModel(); }
 
 GenerateParams Greedy(int max_tokens) {
   GenerateParams p;

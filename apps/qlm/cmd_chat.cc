@@ -23,6 +23,7 @@
 #include "apps/qlm/load_model.h"
 #include "apps/qlm/model_path.h"
 #include "apps/qlm/quant_flags.h"
+#include "apps/qlm/sampling_flags.h"
 #include "apps/qlm/timings.h"
 #include "base/error.h"
 #include "core/chat_template.h"
@@ -37,8 +38,7 @@ struct ChatArgs {
   std::string model;
   std::string system;
   int n_predict = -1;
-  SamplingParams sampling;
-  int64_t seed = -1;
+  SamplingFlags sampling;
   int threads = -1;
   size_t ctx = 4096;
   std::string kv_type = "f32";
@@ -81,9 +81,7 @@ double MsSince(std::chrono::steady_clock::time_point t) {
 
 void Chat(const ChatArgs& a) {
   const auto t_start = std::chrono::steady_clock::now();
-  SamplingParams sp = a.sampling;
-  sp.seed = a.seed >= 0 ? static_cast<uint64_t>(a.seed) : std::random_device{}();
-  ValidateSamplingParams(sp);
+  const SamplingParams sp = ResolveSamplingFlags(a.sampling);
   if (a.n_predict < -1) {
     throw UsageError("-n/--n-predict must be >= -1 (-1 = until the end of the turn), got " +
                      std::to_string(a.n_predict));
@@ -208,22 +206,7 @@ void AddChatCommand(CLI::App& app) {
   cmd->add_option("-n,--n-predict", a->n_predict,
                   "Most tokens per answer (-1 = until the end of the turn or the context is full)")
       ->capture_default_str();
-  cmd->add_option("--temp", a->sampling.temperature, "Temperature (0 = greedy)")
-      ->capture_default_str();
-  cmd->add_option("--top-k", a->sampling.top_k, "Keep the K most likely tokens (0 = off)")
-      ->capture_default_str();
-  cmd->add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass, in (0, 1] (1 = off)")
-      ->capture_default_str();
-  cmd->add_option("--min-p", a->sampling.min_p,
-                  "Drop tokens below this fraction of the best one's probability (0 = off)")
-      ->capture_default_str();
-  cmd->add_option("--repeat-penalty", a->sampling.repeat_penalty,
-                  "Penalty for recently seen tokens (1 = off)")
-      ->capture_default_str();
-  cmd->add_option("--repeat-last-n", a->sampling.repeat_last_n,
-                  "Tokens the repeat penalty looks back over (-1 = all, 0 = off)")
-      ->capture_default_str();
-  cmd->add_option("-s,--seed", a->seed, "Random seed (-1 = random)")->capture_default_str();
+  AddSamplingFlags(cmd, a->sampling);
   cmd->add_option("-t,--threads", a->threads, "Threads (-1 = physical cores)")
       ->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache storage: f32, bf16, int8 or sfp8")

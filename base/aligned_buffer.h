@@ -9,9 +9,12 @@
 #include <new>
 #include <utility>
 
+#include <sys/mman.h>
+
 namespace qlm {
 
 inline constexpr size_t kAlignment = 64;
+inline constexpr size_t kHugePageBytes = size_t{2} << 20;
 
 inline constexpr size_t AlignUp(size_t n, size_t a = kAlignment) { return (n + a - 1) / a * a; }
 
@@ -39,9 +42,16 @@ class AlignedBuffer {
     data_ = nullptr;
     size_ = bytes;
     if (bytes == 0) return;
-    data_ = static_cast<uint8_t*>(std::aligned_alloc(kAlignment, AlignUp(bytes)));
+    // Large buffers (weights, KV, probe streams) go on 2 MiB pages where the
+    // kernel allows it: streaming a matrix over 4 KiB pages costs a TLB miss
+    // every 4 KiB, which measurably slowed single-thread decode reads
+    // (docs/benchmarks.md). Small buffers keep the 64-byte alignment.
+    const bool huge = bytes >= kHugePageBytes;
+    const size_t align = huge ? kHugePageBytes : kAlignment;
+    data_ = static_cast<uint8_t*>(std::aligned_alloc(align, AlignUp(bytes, align)));
     if (data_ == nullptr) throw std::bad_alloc();
-    std::memset(data_, 0, AlignUp(bytes));
+    if (huge) madvise(data_, AlignUp(bytes, align), MADV_HUGEPAGE);  // a hint: failure is fine
+    std::memset(data_, 0, AlignUp(bytes, align));
   }
 
   uint8_t* data() { return data_; }

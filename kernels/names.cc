@@ -18,9 +18,10 @@ const char* IsaName(Isa isa) {
 
 const char* OpName(Op op) {
   static constexpr const char* kNames[kNumOps] = {
-      "matmul_f32",  "matmul_bf16",  "matmul_int8", "matmul_q4", "matmul_sfp8", "quantize_acts",
-      "matmul_q8_int8", "matmul_q8_q4", "attention",  "rmsnorm",   "rope",        "geglu",
-      "swiglu",      "softmax",      "add",         "scale",     "softcap",     "argmax"};
+      "matmul_f32",    "matmul_bf16",    "matmul_int8",  "matmul_q4", "matmul_sfp8",
+      "quantize_acts", "matmul_q8_int8", "matmul_q8_q4", "attention", "rmsnorm",
+      "rope",          "geglu",          "swiglu",       "softmax",   "add",
+      "scale",         "softcap",        "argmax",       "read_sum"};
   const int i = static_cast<int>(op);
   return i >= 0 && i < kNumOps ? kNames[i] : "unknown";
 }

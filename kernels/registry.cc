@@ -100,59 +100,14 @@ bool CpuSupports(Isa isa) {
   return false;
 }
 
-// The entry of `op` as an opaque pointer, to detect which filler changed it.
-const void* Entry(const KernelTable& t, Op op) {
-  switch (op) {
-    case Op::kMatmulF32:
-      return reinterpret_cast<const void*>(t.matmul[static_cast<int>(Format::kF32)]);
-    case Op::kMatmulBF16:
-      return reinterpret_cast<const void*>(t.matmul[static_cast<int>(Format::kBF16)]);
-    case Op::kMatmulInt8:
-      return reinterpret_cast<const void*>(t.matmul[static_cast<int>(Format::kInt8)]);
-    case Op::kMatmulQ4:
-      return reinterpret_cast<const void*>(t.matmul[static_cast<int>(Format::kQ4)]);
-    case Op::kMatmulSFP8:
-      return reinterpret_cast<const void*>(t.matmul[static_cast<int>(Format::kSFP8)]);
-    case Op::kQuantizeActs:
-      return reinterpret_cast<const void*>(t.quantize_acts);
-    case Op::kMatmulQ8Int8:
-      return reinterpret_cast<const void*>(t.matmul_q8[static_cast<int>(Format::kInt8)]);
-    case Op::kMatmulQ8Q4:
-      return reinterpret_cast<const void*>(t.matmul_q8[static_cast<int>(Format::kQ4)]);
-    case Op::kAttention:
-      return reinterpret_cast<const void*>(t.attention);
-    case Op::kRmsNorm:
-      return reinterpret_cast<const void*>(t.rmsnorm);
-    case Op::kRope:
-      return reinterpret_cast<const void*>(t.rope);
-    case Op::kGeglu:
-      return reinterpret_cast<const void*>(t.geglu);
-    case Op::kSwiglu:
-      return reinterpret_cast<const void*>(t.swiglu);
-    case Op::kSoftmax:
-      return reinterpret_cast<const void*>(t.softmax);
-    case Op::kAdd:
-      return reinterpret_cast<const void*>(t.add);
-    case Op::kScale:
-      return reinterpret_cast<const void*>(t.scale);
-    case Op::kSoftcap:
-      return reinterpret_cast<const void*>(t.softcap);
-    case Op::kArgmax:
-      return reinterpret_cast<const void*>(t.argmax);
-    case Op::kCount:
-      break;
-  }
-  return nullptr;
-}
-
 // Applies `fill` to `t`; every entry it changed is recorded as provided by
 // `isa`.
 void ApplyFill(KernelTable& t, void (*fill)(KernelTable&), Isa isa) {
   const void* before[kNumOps];
-  for (int i = 0; i < kNumOps; ++i) before[i] = Entry(t, static_cast<Op>(i));
+  for (int i = 0; i < kNumOps; ++i) before[i] = OpEntry(t, static_cast<Op>(i));
   fill(t);
   for (int i = 0; i < kNumOps; ++i) {
-    if (Entry(t, static_cast<Op>(i)) != before[i]) t.provider[i] = isa;
+    if (OpEntry(t, static_cast<Op>(i)) != before[i]) t.provider[i] = isa;
   }
 }
 
@@ -346,6 +301,52 @@ std::string CpuFeatureString() {
   add(f.avx512_bf16, "avx512_bf16");
   add(f.neon, "neon");
   return s;
+}
+
+const void* OpEntry(const KernelTable& t, Op op) {
+  switch (op) {
+    case Op::kMatmulF32:
+      return reinterpret_cast<const void*>(t.matmul[static_cast<int>(Format::kF32)]);
+    case Op::kMatmulBF16:
+      return reinterpret_cast<const void*>(t.matmul[static_cast<int>(Format::kBF16)]);
+    case Op::kMatmulInt8:
+      return reinterpret_cast<const void*>(t.matmul[static_cast<int>(Format::kInt8)]);
+    case Op::kMatmulQ4:
+      return reinterpret_cast<const void*>(t.matmul[static_cast<int>(Format::kQ4)]);
+    case Op::kMatmulSFP8:
+      return reinterpret_cast<const void*>(t.matmul[static_cast<int>(Format::kSFP8)]);
+    case Op::kQuantizeActs:
+      return reinterpret_cast<const void*>(t.quantize_acts);
+    case Op::kMatmulQ8Int8:
+      return reinterpret_cast<const void*>(t.matmul_q8[static_cast<int>(Format::kInt8)]);
+    case Op::kMatmulQ8Q4:
+      return reinterpret_cast<const void*>(t.matmul_q8[static_cast<int>(Format::kQ4)]);
+    case Op::kAttention:
+      return reinterpret_cast<const void*>(t.attention);
+    case Op::kRmsNorm:
+      return reinterpret_cast<const void*>(t.rmsnorm);
+    case Op::kRope:
+      return reinterpret_cast<const void*>(t.rope);
+    case Op::kGeglu:
+      return reinterpret_cast<const void*>(t.geglu);
+    case Op::kSwiglu:
+      return reinterpret_cast<const void*>(t.swiglu);
+    case Op::kSoftmax:
+      return reinterpret_cast<const void*>(t.softmax);
+    case Op::kAdd:
+      return reinterpret_cast<const void*>(t.add);
+    case Op::kScale:
+      return reinterpret_cast<const void*>(t.scale);
+    case Op::kSoftcap:
+      return reinterpret_cast<const void*>(t.softcap);
+    case Op::kArgmax:
+      return reinterpret_cast<const void*>(t.argmax);
+    case Op::kReadSum:
+      return reinterpret_cast<const void*>(t.read_sum);
+    case Op::kCount:
+      break;
+  }
+  return nullptr;
 }
 
 }  // namespace qlm::kernels

@@ -122,6 +122,10 @@ using AddFn = void (*)(const float* a, const float* b, float* out, size_t n);
 using ScaleFn = void (*)(float* x, float s, size_t n);
 using SoftcapFn = void (*)(float* x, float cap, size_t n);  // x = cap · tanh(x / cap)
 using ArgmaxFn = size_t (*)(const float* x, size_t n);      // first index of the max
+// Σ of the 64-bit words of [p, p + bytes) (wrapping; bytes a multiple of 8,
+// p 8-byte aligned): a pure read stream with the table's widest loads. The
+// memory-bandwidth probes time it; nothing else needs it.
+using ReadSumFn = uint64_t (*)(const void* p, size_t bytes);
 
 // Every op of a table, for bookkeeping (which ISA provided each entry).
 enum class Op : uint8_t {
@@ -143,6 +147,7 @@ enum class Op : uint8_t {
   kScale,
   kSoftcap,
   kArgmax,
+  kReadSum,
   kCount
 };
 inline constexpr int kNumOps = static_cast<int>(Op::kCount);
@@ -163,10 +168,15 @@ struct KernelTable {
   ScaleFn scale = nullptr;
   SoftcapFn softcap = nullptr;
   ArgmaxFn argmax = nullptr;
+  ReadSumFn read_sum = nullptr;
   // provider[op] = the ISA whose implementation fills that entry (a table
   // falls back to a lower ISA for ops it does not specialise).
   Isa provider[kNumOps] = {};
 };
+
+// The entry of `t` that implements `op`, as an opaque pointer (null if the
+// table has none): for bookkeeping and `qlm info`, never for calling.
+const void* OpEntry(const KernelTable& t, Op op);
 
 // Bytes needed for the Q8Acts buffers of an [m, k] activation.
 size_t Q8ActsQuantBytes(size_t m, size_t k);  // int8 codes

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace qlm::bench {
 
@@ -15,7 +16,8 @@ inline constexpr size_t kProbeBytes = size_t{1} << 30;
 double ReadBandwidth();
 
 // Sums `bytes` bytes (a multiple of 64) of `p` as 64-bit words: the probe's
-// inner loop, kept opaque so the compiler cannot drop it.
-unsigned long long ReadStream(const void* p, size_t bytes);
+// inner loop (kernels' read_sum of the best table, called through a pointer
+// so the compiler cannot drop it).
+uint64_t ReadStream(const void* p, size_t bytes);
 
 }  // namespace qlm::bench

@@ -162,7 +162,7 @@ void Bench(const BenchArgs& a) {
   double bandwidth = 0.0;
   if (a.n_gen > 0) {
     ThreadPool pool(threads);
-    bandwidth = MeasureReadBandwidth(pool);
+    bandwidth = MeasureReadBandwidth(pool, kernels::SelectTable(model.isa()));
     spdlog::info("read bandwidth with {} thread(s): {:.2f} GB/s", threads, bandwidth / 1e9);
   }
 

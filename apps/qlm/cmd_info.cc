@@ -28,51 +28,6 @@ using kernels::Isa;
 using kernels::KernelTable;
 using kernels::Op;
 
-// Whether the table has an implementation for `op` at all.
-bool HasEntry(const KernelTable& t, Op op) {
-  switch (op) {
-    case Op::kMatmulF32:
-      return t.matmul[static_cast<int>(Format::kF32)] != nullptr;
-    case Op::kMatmulBF16:
-      return t.matmul[static_cast<int>(Format::kBF16)] != nullptr;
-    case Op::kMatmulInt8:
-      return t.matmul[static_cast<int>(Format::kInt8)] != nullptr;
-    case Op::kMatmulQ4:
-      return t.matmul[static_cast<int>(Format::kQ4)] != nullptr;
-    case Op::kMatmulSFP8:
-      return t.matmul[static_cast<int>(Format::kSFP8)] != nullptr;
-    case Op::kQuantizeActs:
-      return t.quantize_acts != nullptr;
-    case Op::kMatmulQ8Int8:
-      return t.matmul_q8[static_cast<int>(Format::kInt8)] != nullptr;
-    case Op::kMatmulQ8Q4:
-      return t.matmul_q8[static_cast<int>(Format::kQ4)] != nullptr;
-    case Op::kAttention:
-      return t.attention != nullptr;
-    case Op::kRmsNorm:
-      return t.rmsnorm != nullptr;
-    case Op::kRope:
-      return t.rope != nullptr;
-    case Op::kGeglu:
-      return t.geglu != nullptr;
-    case Op::kSwiglu:
-      return t.swiglu != nullptr;
-    case Op::kSoftmax:
-      return t.softmax != nullptr;
-    case Op::kAdd:
-      return t.add != nullptr;
-    case Op::kScale:
-      return t.scale != nullptr;
-    case Op::kSoftcap:
-      return t.softcap != nullptr;
-    case Op::kArgmax:
-      return t.argmax != nullptr;
-    case Op::kCount:
-      break;
-  }
-  return false;
-}
-
 std::vector<std::string> SplitWords(const std::string& s) {
   std::vector<std::string> words;
   size_t i = 0;
@@ -116,7 +71,7 @@ nlohmann::ordered_json KernelInfo(const std::string& request) {
   for (int i = 0; i < kernels::kNumOps; ++i) {
     const Op op = static_cast<Op>(i);
     ops[kernels::OpName(op)] =
-        HasEntry(chosen, op) ? kernels::IsaName(chosen.provider[i]) : "missing";
+        kernels::OpEntry(chosen, op) != nullptr ? kernels::IsaName(chosen.provider[i]) : "missing";
   }
   j["ops"] = ops;
   return j;

@@ -181,6 +181,22 @@ size_t ArgmaxRef(const float* x, size_t n) {
   return best;
 }
 
+// Eight independent accumulators: the loop is limited by loads, not by one
+// add chain.
+uint64_t ReadSumRef(const void* p, size_t bytes) {
+  const uint64_t* w = static_cast<const uint64_t*>(p);
+  const size_t words = bytes / sizeof(uint64_t);
+  uint64_t a[8] = {};
+  size_t i = 0;
+  for (; i + 8 <= words; i += 8) {
+    for (size_t j = 0; j < 8; ++j) a[j] += w[i + j];
+  }
+  for (; i < words; ++i) a[0] += w[i];
+  uint64_t s = 0;
+  for (uint64_t v : a) s += v;
+  return s;
+}
+
 }  // namespace
 
 void FillScalarOps(KernelTable& t) {
@@ -194,6 +210,7 @@ void FillScalarOps(KernelTable& t) {
   t.scale = ScaleRef;
   t.softcap = SoftcapRef;
   t.argmax = ArgmaxRef;
+  t.read_sum = ReadSumRef;
 }
 
 }  // namespace qlm::kernels

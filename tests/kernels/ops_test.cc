@@ -510,6 +510,22 @@ TEST_P(OpsIsa, Argmax) {
   EXPECT_EQ(T().argmax(all_neg_inf.data(), 20), 0u);
 }
 
+TEST_P(OpsIsa, ReadSumMatchesScalarOnOddSizes) {
+  std::vector<uint64_t> w(1000);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = (i + 1) * 0x9E3779B97F4A7C15ull;  // wraps
+  for (size_t words : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{31}, size_t{33},
+                       size_t{257}, size_t{1000}}) {
+    uint64_t want = 0;
+    for (size_t i = 0; i < words; ++i) want += w[i];
+    EXPECT_EQ(Scalar().read_sum(w.data(), words * 8), want) << "words " << words;
+    EXPECT_EQ(T().read_sum(w.data(), words * 8), want) << "words " << words;
+    // Unaligned to the vector width (8-byte aligned only).
+    if (words > 1) {
+      EXPECT_EQ(T().read_sum(w.data() + 1, (words - 1) * 8), want - w[0]) << "words " << words;
+    }
+  }
+}
+
 TEST_P(OpsIsa, RmsNorm) {
   for (size_t dim : kSizes) {
     for (bool add_one : {false, true}) {

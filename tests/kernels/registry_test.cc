@@ -52,36 +52,9 @@ Isa ForeignIsa() {
 #endif
 }
 
-const void* OpEntry(const KernelTable& t, Op op) {
-  switch (op) {
-    case Op::kAttention:
-      return reinterpret_cast<const void*>(t.attention);
-    case Op::kRmsNorm:
-      return reinterpret_cast<const void*>(t.rmsnorm);
-    case Op::kRope:
-      return reinterpret_cast<const void*>(t.rope);
-    case Op::kGeglu:
-      return reinterpret_cast<const void*>(t.geglu);
-    case Op::kSwiglu:
-      return reinterpret_cast<const void*>(t.swiglu);
-    case Op::kSoftmax:
-      return reinterpret_cast<const void*>(t.softmax);
-    case Op::kAdd:
-      return reinterpret_cast<const void*>(t.add);
-    case Op::kScale:
-      return reinterpret_cast<const void*>(t.scale);
-    case Op::kSoftcap:
-      return reinterpret_cast<const void*>(t.softcap);
-    case Op::kArgmax:
-      return reinterpret_cast<const void*>(t.argmax);
-    default:
-      return nullptr;
-  }
-}
-
-constexpr Op kNonMatmulOps[] = {Op::kAttention, Op::kRmsNorm, Op::kRope, Op::kGeglu,
-                                Op::kSwiglu,    Op::kSoftmax, Op::kAdd,  Op::kScale,
-                                Op::kSoftcap,   Op::kArgmax};
+constexpr Op kNonMatmulOps[] = {Op::kAttention, Op::kRmsNorm, Op::kRope,   Op::kGeglu,
+                                Op::kSwiglu,    Op::kSoftmax, Op::kAdd,    Op::kScale,
+                                Op::kSoftcap,   Op::kArgmax,  Op::kReadSum};
 
 TEST(Registry, NamesAreStable) {
   EXPECT_STREQ(IsaName(Isa::kScalar), "scalar");

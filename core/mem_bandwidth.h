@@ -5,18 +5,35 @@
 
 #include <cstddef>
 
+#include "base/aligned_buffer.h"
 #include "kernels/registry.h"
 
 namespace qlm {
 
 class ThreadPool;
 
-// Read bandwidth in bytes per second with every thread of `pool` streaming
-// its own contiguous slice of a `bytes`-byte buffer (default 1 GiB, far
-// beyond any cache) through `table.read_sum` (the widest loads of the table
-// the model runs with). The buffer sits on 2 MiB pages where the kernel
-// allows, like weights converted at load. The best of `passes` passes
-// (after one warm-up pass).
+// A `bytes`-byte buffer (default 1 GiB, far beyond any cache) on 2 MiB pages
+// where the kernel allows, like weights converted at load, each thread's
+// slice first touched by that thread. Kept alive so the bandwidth can be
+// re-measured cheaply next to each timed run: on a VM the host's placement
+// of the virtual CPUs moves the two-thread figure by up to 1.6x between
+// minutes (docs/benchmarks.md), so only a probe taken at the same time as
+// the run it judges is a fair ceiling.
+class ReadBandwidthProbe {
+ public:
+  explicit ReadBandwidthProbe(ThreadPool& pool, size_t bytes = size_t{1} << 30);
+  // Bytes per second with every thread of the pool streaming its slice
+  // through `table.read_sum` (the widest loads of the table the model runs
+  // with): the best of `passes` passes after one warm-up pass.
+  double Measure(const kernels::KernelTable& table, int passes = 5);
+
+ private:
+  ThreadPool& pool_;
+  AlignedBuffer buf_;
+  size_t words_ = 0;
+};
+
+// One-shot: a probe of `bytes` measured once.
 double MeasureReadBandwidth(ThreadPool& pool, const kernels::KernelTable& table,
                             size_t bytes = size_t{1} << 30, int passes = 5);
 

@@ -59,10 +59,14 @@ void* Scratch(size_t bytes) {
   return buf.data();
 }
 
-// Software prefetch distance in the weight stream (bytes). 0: the hardware
-// prefetcher alone, which measured as fast or faster than 0.5-8 KiB ahead
-// once every kernel reads its rows as one sequential stream.
-constexpr size_t kPrefetchAhead = 0;
+// Software prefetch distance in the weight stream (bytes; 0 = the hardware
+// prefetcher alone). q4 decode is nearly compute-bound on one Zen 4 core
+// (~30 GB/s from L3), so the hardware prefetcher alone let the DRAM stream
+// fall behind (0.59 of the read probe); prefetching 8 KiB ahead, which 2 MiB
+// pages keep inside one TLB entry, raised it to 0.78 (4 KiB: 0.70, 16 KiB:
+// 0.72; docs/benchmarks.md).
+constexpr size_t kPrefetchQ4 = 8192;
+constexpr size_t kPrefetchInt8 = 0;
 constexpr size_t kRowsM1 = 1;  // decode: one weight row at a time (see top)
 constexpr size_t kRowsTiled = 4, kTileM = 4;
 
@@ -218,7 +222,7 @@ __attribute__((always_inline)) inline void Int8Step(const Q8Acts& x, const Int8P
       wv[r] = _mm512_maskz_loadu_epi8(0xFFFFFFFFull, src);
       sw[r] = Expand2(_mm_load_ss(s), 0, 1);
     } else {
-      if constexpr (kPrefetchAhead != 0) __builtin_prefetch(src + kPrefetchAhead);
+      if constexpr (kPrefetchInt8 != 0) __builtin_prefetch(src + kPrefetchInt8);
       wv[r] = _mm512_loadu_si512(src);
       sw[r] = Expand2(Load2(s), 0, 1);
     }
@@ -386,7 +390,7 @@ __attribute__((always_inline)) inline void Q4Step(const Q4Prep& p, const uint8_t
     if constexpr (Half) {
       b = _mm512_maskz_loadu_epi8(0xFFFFFFFFull, src);
     } else {
-      if constexpr (kPrefetchAhead != 0) __builtin_prefetch(src + kPrefetchAhead);
+      if constexpr (kPrefetchQ4 != 0) __builtin_prefetch(src + kPrefetchQ4);
       b = _mm512_loadu_si512(src);
     }
     lo[r] = _mm512_and_si512(b, lo_mask);
@@ -469,7 +473,7 @@ template <int GS>
 __attribute__((always_inline)) inline __m512i Q4ChunkDots(const uint8_t* row, const int8_t* xq,
                                                           size_t c, bool exists, bool half) {
   if (!exists) return _mm512_setzero_si512();
-  if constexpr (kPrefetchAhead != 0) __builtin_prefetch(row + c * 64 + kPrefetchAhead);
+  if constexpr (kPrefetchQ4 != 0) __builtin_prefetch(row + c * 64 + kPrefetchQ4);
   const __m512i b = half ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, row + c * 64)
                          : _mm512_loadu_si512(row + c * 64);
   const __m512i lo = _mm512_and_si512(b, _mm512_set1_epi8(0x0F));

@@ -159,17 +159,22 @@ void Bench(const BenchArgs& a) {
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> dist(0, c.vocab_size - 1);
 
-  double bandwidth = 0.0;
+  // The read-bandwidth ceiling is re-measured right before every tg
+  // repetition (see ReadBandwidthProbe): each repetition is judged against
+  // the bandwidth of its own moment.
+  std::unique_ptr<ThreadPool> probe_pool;
+  std::unique_ptr<ReadBandwidthProbe> probe;
+  const kernels::KernelTable& table = kernels::SelectTable(model.isa());
   if (a.n_gen > 0) {
-    ThreadPool pool(threads);
-    bandwidth = MeasureReadBandwidth(pool, kernels::SelectTable(model.isa()));
-    spdlog::info("read bandwidth with {} thread(s): {:.2f} GB/s", threads, bandwidth / 1e9);
+    probe_pool = std::make_unique<ThreadPool>(threads);
+    probe = std::make_unique<ReadBandwidthProbe>(*probe_pool);
   }
 
   struct Row {
     std::string test;
     Stat tps;
-    double bytes_per_token = 0.0, bw_fraction = 0.0;
+    double bytes_per_token = 0.0;
+    Stat bw_fraction, bandwidth;  // tg only
   };
   std::vector<Row> rows;
 
@@ -184,23 +189,28 @@ void Bench(const BenchArgs& a) {
       const double s = Seconds(t0);
       if (r > 0) tps.push_back(static_cast<double>(ids.size()) / s);
     }
-    rows.push_back({fmt::format("pp{}", a.n_prompt), MeanStd(tps), 0.0, 0.0});
+    rows.push_back({fmt::format("pp{}", a.n_prompt), MeanStd(tps), 0.0, {}, {}});
   }
   if (a.n_gen > 0) {
-    std::vector<double> tps;
-    for (int r = 0; r <= a.reps; ++r) {
+    const double bytes_per_token =
+        static_cast<double>(wt.decode_bytes) + KvBytesPerToken(c, 0, static_cast<size_t>(a.n_gen));
+    std::vector<double> tps, bws, fractions;
+    for (int r = 0; r <= a.reps; ++r) {  // r == 0: warm-up
+      const double bw = probe->Measure(table, 3);
       session.Reset();
       int32_t tok = dist(rng);
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < a.n_gen; ++i) tok = Argmax(session.Forward(std::span(&tok, 1)));
       const double s = Seconds(t0);
-      if (r > 0) tps.push_back(static_cast<double>(a.n_gen) / s);
+      if (r == 0) continue;
+      tps.push_back(static_cast<double>(a.n_gen) / s);
+      bws.push_back(bw);
+      fractions.push_back(tps.back() * bytes_per_token / bw);
+      spdlog::info("tg repetition {}: {:.2f} t/s, read bandwidth {:.2f} GB/s, {:.1f} %", r,
+                   tps.back(), bw / 1e9, 100.0 * fractions.back());
     }
-    Row row{fmt::format("tg{}", a.n_gen), MeanStd(tps), 0.0, 0.0};
-    row.bytes_per_token =
-        static_cast<double>(wt.decode_bytes) + KvBytesPerToken(c, 0, static_cast<size_t>(a.n_gen));
-    if (bandwidth > 0) row.bw_fraction = row.tps.mean * row.bytes_per_token / bandwidth;
-    rows.push_back(row);
+    rows.push_back({fmt::format("tg{}", a.n_gen), MeanStd(tps), bytes_per_token, MeanStd(fractions),
+                    MeanStd(bws)});
   }
 
   const std::string name = c.model_type;
@@ -218,8 +228,9 @@ void Bench(const BenchArgs& a) {
       j["tokens_per_s"] = r.tps.mean;
       j["stddev"] = r.tps.stddev;
       j["bytes_per_token"] = r.bytes_per_token;
-      j["bandwidth_fraction"] = r.bw_fraction;
-      j["read_bandwidth"] = bandwidth;
+      j["bandwidth_fraction"] = r.bw_fraction.mean;
+      j["bandwidth_fraction_stddev"] = r.bw_fraction.stddev;
+      j["read_bandwidth"] = r.bandwidth.mean;
       j["repetitions"] = a.reps;
       std::printf("%s\n", j.dump().c_str());
     }
@@ -229,7 +240,8 @@ void Bench(const BenchArgs& a) {
     for (const Row& r : rows) {
       const std::string bw =
           r.bytes_per_token > 0
-              ? fmt::format("{:.1f} % of {:.1f} GB/s", 100.0 * r.bw_fraction, bandwidth / 1e9)
+              ? fmt::format("{:.1f} ± {:.1f} % of {:.1f} GB/s", 100.0 * r.bw_fraction.mean,
+                            100.0 * r.bw_fraction.stddev, r.bandwidth.mean / 1e9)
               : std::string("-");
       std::printf("| %s | %s | %s | %s | %s | %zu | %s | %.2f ± %.2f | %s |\n", name.c_str(),
                   HumanBytes(static_cast<double>(wt.bytes)).c_str(),

@@ -29,7 +29,7 @@ namespace {
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
-  bool avx512_vnni = false, avx512_bf16 = false;
+  bool avx512_vnni = false, avx512_bf16 = false, avx512_vbmi = false;
   bool neon = false;
 };
 
@@ -67,6 +67,7 @@ CpuFeatures DetectCpu() {
     f.avx512dq = (b >> 17) & 1;
     f.avx512bw = (b >> 30) & 1;
     f.avx512vl = (b >> 31) & 1;
+    f.avx512_vbmi = (c >> 1) & 1;
     f.avx512_vnni = (c >> 11) & 1;
     const unsigned max_subleaf = a;
     if (max_subleaf >= 1) {
@@ -150,6 +151,9 @@ const KernelTable& Avx512Table() {
     if (Cpu().avx512_vnni && Cpu().avx512_bf16) {
       ApplyFill(t, FillAvx512VnniTable, Isa::kAvx512);
     }
+#endif
+#ifdef QLM_HAVE_AVX512_VBMI
+    if (Cpu().avx512_vbmi) ApplyFill(t, FillAvx512VbmiTable, Isa::kAvx512);
 #endif
     t.isa = Isa::kAvx512;
     return t;
@@ -299,6 +303,7 @@ std::string CpuFeatureString() {
   add(f.avx512vl, "avx512vl");
   add(f.avx512_vnni, "avx512_vnni");
   add(f.avx512_bf16, "avx512_bf16");
+  add(f.avx512_vbmi, "avx512_vbmi");
   add(f.neon, "neon");
   return s;
 }

@@ -55,6 +55,16 @@ namespace xsimd::types {
 XSIMD_DECLARE_SIMD_REGISTER_ALIAS(qlm::kernels::simd::mm::avx512_ymm, fma3<avx2>);
 }
 #endif
+namespace qlm::kernels::simd::mm {
+// Complete (and usable) only in the translation unit compiled with
+// -mavx512vbmi (isa_avx512_vbmi.cc); elsewhere nothing names it but kVbmi.
+struct avx512_vbmi;
+}  // namespace qlm::kernels::simd::mm
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+namespace xsimd::types {
+XSIMD_DECLARE_SIMD_REGISTER_ALIAS(qlm::kernels::simd::mm::avx512_vbmi, avx512bw);
+}
+#endif
 
 namespace qlm::kernels::simd {
 namespace mm {
@@ -68,6 +78,8 @@ template <class Arch>
 inline constexpr bool kAvx2 = std::is_base_of_v<xsimd::avx2, Arch>;
 template <class Arch>
 inline constexpr bool kNeon64 = std::is_base_of_v<xsimd::neon64, Arch>;
+template <class Arch>
+inline constexpr bool kVbmi = std::is_same_v<Arch, avx512_vbmi>;
 
 #if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
 // 256-bit vectors inside the avx512 table (its translation unit only, so no
@@ -78,6 +90,13 @@ inline constexpr bool kNeon64 = std::is_base_of_v<xsimd::neon64, Arch>;
 // of those formats runs on this arch; the decoders pick their AVX2 paths.
 struct avx512_ymm : xsimd::fma3<xsimd::avx2> {
   static constexpr char const* name() noexcept { return "avx512_ymm"; }
+};
+#endif
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+// The avx512 arch plus VBMI byte permutes (vpermi2b): only the SFP8 decoder
+// differs (isa_avx512_vbmi.cc patches that one entry in when the CPU has it).
+struct avx512_vbmi : xsimd::avx512bw {
+  static constexpr char const* name() noexcept { return "avx512_vbmi"; }
 };
 #endif
 
@@ -256,7 +275,10 @@ struct Decoder<Arch, Format::kBF16> : DecoderBase<Arch, Decoder<Arch, Format::kB
 // ("small": e4 m2, "large": e3 m3) and the code's bit 7 is the sign bit 15.
 // AVX-512 looks bf16 up in a 128-entry table (two 64-entry vpermt2w and a
 // blend) and widens by interleaving with zeros, which yields lanes in a
-// permuted order (XPos); AVX2 and NEON compute f16 and convert in hardware.
+// permuted order (XPos); with VBMI, two byte permutes (vpermi2b, 128-entry
+// tables of the high and low bf16 bytes; the index's bit 7, the sign, is
+// ignored by the instruction) decode 64 codes at once, ~40 % fewer vector
+// operations per weight. AVX2 and NEON compute f16 and convert in hardware.
 // The 2^-9 (f16 route) and the tensor scale are applied once per output.
 template <class Arch>
 inline constexpr uint16_t Sfp8ToBF16(uint32_t c7) {
@@ -266,7 +288,7 @@ inline constexpr uint16_t Sfp8ToBF16(uint32_t c7) {
 
 template <class Arch>
 struct Decoder<Arch, Format::kSFP8> : DecoderBase<Arch, Decoder<Arch, Format::kSFP8>> {
-  static constexpr size_t N = VF<Arch>::size, kVecs = 2, kChunk = kVecs * N;
+  static constexpr size_t N = VF<Arch>::size, kVecs = kVbmi<Arch> ? 4 : 2, kChunk = kVecs * N;
   static constexpr size_t kChunkBytes = kChunk;
   static constexpr bool kPadded = false;
   static constexpr bool kHasRowScale = true;
@@ -276,9 +298,13 @@ struct Decoder<Arch, Format::kSFP8> : DecoderBase<Arch, Decoder<Arch, Format::kS
   // bf16 route: unpacklo/hi_epi16 with zero take words 0-3 / 4-7 of each
   // 128-bit lane, so lane 4L + j of vector v is code 8L + 4v + j.
   static constexpr bool kPermuted = kBF16Route;
+  // VBMI: bytes -> words by unpack{lo,hi}_epi8 (codes 16L + 0-7 / 8-15 of
+  // 128-bit lane L), then words -> f32 by unpack{lo,hi}_epi16, so lane 4L + j
+  // of vector v is code 16L + 4v + j.
   static constexpr size_t XPos(size_t j) {
     if constexpr (!kBF16Route) return j;
     const size_t v = j / 16, l = j % 16;
+    if constexpr (kVbmi<Arch>) return 16 * (l / 4) + 4 * v + l % 4;
     return 8 * (l / 4) + 4 * v + l % 4;
   }
   const QTensor& w;
@@ -289,6 +315,35 @@ struct Decoder<Arch, Format::kSFP8> : DecoderBase<Arch, Decoder<Arch, Format::kS
   float At(size_t n, size_t c) const { return Sfp8Decode(Row(n)[c]) * kPreScale; }
   void Full(size_t n, size_t c, VF<Arch>* out) const {
     const uint8_t* p = Row(n) + c * kChunkBytes;
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+    if constexpr (kVbmi<Arch>) {
+      struct Tables {
+        uint8_t hi[128], lo[128];
+      };
+      alignas(64) static constexpr Tables kT = [] {
+        Tables t{};
+        for (uint32_t c = 0; c < 128; ++c) {
+          t.hi[c] = static_cast<uint8_t>(Sfp8ToBF16<Arch>(c) >> 8);
+          t.lo[c] = static_cast<uint8_t>(Sfp8ToBF16<Arch>(c) & 0xFF);
+        }
+        return t;
+      }();
+      const __m512i codes = _mm512_loadu_si512(p);
+      __m512i hi =
+          _mm512_permutex2var_epi8(_mm512_load_si512(kT.hi), codes, _mm512_load_si512(kT.hi + 64));
+      const __m512i lo =
+          _mm512_permutex2var_epi8(_mm512_load_si512(kT.lo), codes, _mm512_load_si512(kT.lo + 64));
+      // hi |= code & 0x80: the sign.
+      hi = _mm512_ternarylogic_epi32(hi, codes, _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8);
+      const __m512i w0 = _mm512_unpacklo_epi8(lo, hi), w1 = _mm512_unpackhi_epi8(lo, hi);
+      const __m512i z = _mm512_setzero_si512();
+      out[0] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, w0));
+      out[1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, w0));
+      out[2] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, w1));
+      out[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, w1));
+      return;
+    }
+#endif
 #if defined(__AVX512BW__)
     if constexpr (kAvx512<Arch>) {
       // 128-entry bf16 table in four registers; two 64-entry permutes and a

@@ -8,9 +8,7 @@ case_name=$1
 QLM=$2
 SHARED=$3
 
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "FAIL [$case_name]: $*"; exit 1; }
+source "$(dirname "$0")/common.sh"
 
 "$QLM" random-model --shape tiny-test -o "$TMP/m" >"$TMP/rm.out" 2>&1 ||
   fail "random-model failed: $(cat "$TMP/rm.out")"

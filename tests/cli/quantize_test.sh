@@ -16,29 +16,9 @@ AUSTEN=$SHARED/models/austen-gemma3
 GPTQ=$SHARED/gptq/austen-gemma3-gptq-g128
 VALID=$SHARED/corpus/valid.txt
 TRAIN=$SHARED/corpus/train.txt
-for p in "$LLAMA" "$GEMMA2" "$AUSTEN" "$GPTQ" "$VALID" "$TRAIN"; do
-  [ -e "$p" ] || { echo "missing test data: $p (expected ../shared beside the repository)"; exit 1; }
-done
 
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-
-fail() { echo "FAIL [$case_name]: $*"; exit 1; }
-
-# expect_error CODE WORD CMD...: exit CODE, one "error: " line on stderr
-# containing WORD, nothing on stdout.
-expect_error() {
-  local want=$1 word=$2
-  shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  echo "\$ ${*}  -> exit $rc: $(cat "$TMP/err")"
-  [ "$rc" -eq "$want" ] || fail "exit code $rc, expected $want"
-  [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "expected one stderr line, got: $(cat "$TMP/err")"
-  grep -q '^error: ' "$TMP/err" || fail "stderr does not start with 'error: '"
-  grep -qF -- "$word" "$TMP/err" || fail "error message does not mention '$word'"
-  [ ! -s "$TMP/out" ] || fail "stdout not empty: $(cat "$TMP/out")"
-}
+source "$(dirname "$0")/common.sh"
+need_data "$LLAMA" "$GEMMA2" "$AUSTEN" "$GPTQ" "$VALID" "$TRAIN"
 
 # logits MODEL OUT [ARGS...]: the logits of golden/1's ids.
 logits() {

@@ -9,27 +9,9 @@ QLM=$2
 SHARED=$3
 
 TOKENIZER=$SHARED/models/austen-gemma3/tokenizer.model
-[ -f "$TOKENIZER" ] || { echo "missing test data: $TOKENIZER (expected ../shared beside the repository)"; exit 1; }
 
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-
-fail() { echo "FAIL [$case_name]: $*"; exit 1; }
-
-# expect_error CODE WORD CMD...: CMD exits with CODE, one stderr line
-# "error: ..." containing WORD, nothing on stdout.
-expect_error() {
-  local want=$1 word=$2
-  shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  echo "\$ ${*}  -> exit $rc: $(cat "$TMP/err")"
-  [ "$rc" -eq "$want" ] || fail "exit code $rc, expected $want"
-  [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "expected one stderr line, got: $(cat "$TMP/err")"
-  grep -q '^error: ' "$TMP/err" || fail "stderr does not start with 'error: '"
-  grep -qF -- "$word" "$TMP/err" || fail "error message does not mention '$word'"
-  [ ! -s "$TMP/out" ] || fail "stdout not empty: $(cat "$TMP/out")"
-}
+source "$(dirname "$0")/common.sh"
+need_data "$TOKENIZER"
 
 case "$case_name" in
   random_model_list)

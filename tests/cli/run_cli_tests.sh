@@ -12,29 +12,9 @@ EXAMPLE=${5:-none}
 
 LLAMA=$SHARED/fixtures/tiny-llama
 AUSTEN=$SHARED/models/austen-gemma3
-for d in "$LLAMA" "$AUSTEN"; do
-  [ -d "$d" ] || { echo "missing test data: $d (expected ../shared beside the repository)"; exit 1; }
-done
 
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-
-fail() { echo "FAIL [$case_name]: $*"; exit 1; }
-
-# expect_error CODE WORD CMD...: CMD must exit with CODE and print exactly one
-# stderr line, starting with "error: " and containing WORD; stdout empty.
-expect_error() {
-  local want=$1 word=$2
-  shift 2
-  "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  echo "\$ ${*}  -> exit $rc: $(cat "$TMP/err")"
-  [ "$rc" -eq "$want" ] || fail "exit code $rc, expected $want"
-  [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "expected one stderr line, got: $(cat "$TMP/err")"
-  grep -q '^error: ' "$TMP/err" || fail "stderr does not start with 'error: '"
-  grep -qF -- "$word" "$TMP/err" || fail "error message does not mention '$word'"
-  [ ! -s "$TMP/out" ] || fail "stdout not empty: $(cat "$TMP/out")"
-}
+source "$(dirname "$0")/common.sh"
+need_data "$LLAMA" "$AUSTEN"
 
 # A copy of tiny-llama to break in some way.
 copy_llama() {

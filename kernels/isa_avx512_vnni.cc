@@ -64,7 +64,11 @@ void* Scratch(size_t bytes) {
 // (~30 GB/s from L3), so the hardware prefetcher alone let the DRAM stream
 // fall behind (0.59 of the read probe); prefetching 8 KiB ahead, which 2 MiB
 // pages keep inside one TLB entry, raised it to 0.78 (4 KiB: 0.70, 16 KiB:
-// 0.72; docs/benchmarks.md).
+// 0.72; docs/benchmarks.md). The prefetches go to L2 (prefetcht1, locality
+// 2): at 2304 inputs a row is 1152 bytes, so the line is needed ~7 rows later;
+// pulling it into L1 that early only evicts the activations (A/B runs on the
+// loaded machine: +5-8 % over prefetching into L1; to be confirmed idle).
+
 constexpr size_t kPrefetchQ4 = 8192;
 constexpr size_t kPrefetchInt8 = 0;
 constexpr size_t kRowsM1 = 1;  // decode: one weight row at a time (see top)
@@ -390,7 +394,7 @@ __attribute__((always_inline)) inline void Q4Step(const Q4Prep& p, const uint8_t
     if constexpr (Half) {
       b = _mm512_maskz_loadu_epi8(0xFFFFFFFFull, src);
     } else {
-      if constexpr (kPrefetchQ4 != 0) __builtin_prefetch(src + kPrefetchQ4);
+      if constexpr (kPrefetchQ4 != 0) __builtin_prefetch(src + kPrefetchQ4, 0, 2);
       b = _mm512_loadu_si512(src);
     }
     lo[r] = _mm512_and_si512(b, lo_mask);
@@ -473,7 +477,7 @@ template <int GS>
 __attribute__((always_inline)) inline __m512i Q4ChunkDots(const uint8_t* row, const int8_t* xq,
                                                           size_t c, bool exists, bool half) {
   if (!exists) return _mm512_setzero_si512();
-  if constexpr (kPrefetchQ4 != 0) __builtin_prefetch(row + c * 64 + kPrefetchQ4);
+  if constexpr (kPrefetchQ4 != 0) __builtin_prefetch(row + c * 64 + kPrefetchQ4, 0, 2);
   const __m512i b = half ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, row + c * 64)
                          : _mm512_loadu_si512(row + c * 64);
   const __m512i lo = _mm512_and_si512(b, _mm512_set1_epi8(0x0F));

@@ -68,7 +68,6 @@ void* Scratch(size_t bytes) {
 // 2): at 2304 inputs a row is 1152 bytes, so the line is needed ~7 rows later;
 // pulling it into L1 that early only evicts the activations (A/B runs on the
 // loaded machine: +5-8 % over prefetching into L1; to be confirmed idle).
-
 constexpr size_t kPrefetchQ4 = 8192;
 constexpr size_t kPrefetchInt8 = 0;
 constexpr size_t kRowsM1 = 1;  // decode: one weight row at a time (see top)

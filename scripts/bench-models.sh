@@ -2,9 +2,11 @@
 # Reproduces the model table of docs/benchmarks.md: `qlm bench` on a
 # Gemma-2-2B-shaped random model in every weight format at 2 and 1 threads,
 # printed as markdown rows (t/s, and decode as a fraction of the read
-# bandwidth each run measures itself).
+# bandwidth, which `qlm bench` re-measures right before every tg repetition;
+# "read bandwidth" is the mean of those probes, the fraction the mean of the
+# per-repetition fractions).
 #
-#   scripts/bench-models.sh [MODEL_DIR] [QLM_DIR]
+#   [QLM=path/to/qlm] [REPS=2] scripts/bench-models.sh [MODEL_DIR] [QLM_DIR]
 #
 # MODEL_DIR (default build/models/gemma-2-2b) is written with
 # `qlm random-model --shape gemma-2-2b` when absent (5.2 GB, bf16); q4, int8
@@ -17,6 +19,7 @@ cd "$(dirname "$0")/.."
 model=${1:-build/models/gemma-2-2b}
 qdir=${2:-$(dirname "$model")}
 qlm=${QLM:-build/bin/qlm}
+reps=${REPS:-2}
 [[ -x $qlm ]] || { echo "error: $qlm not built; run scripts/build.sh" >&2; exit 1; }
 [[ -f $model/config.json ]] || $qlm random-model --shape gemma-2-2b -o "$model"
 name=$(basename "$model")
@@ -39,7 +42,7 @@ for r in "${runs[@]}"; do
   IFS='|' read -r format margs pp tg threads <<<"$r"
   for t in $threads; do
     # shellcheck disable=SC2086
-    $qlm bench -m $margs -p "$pp" -n "$tg" -r 2 -t "$t" --json 2>/dev/null | python3 -c '
+    $qlm bench -m $margs -p "$pp" -n "$tg" -r "$reps" -t "$t" --json 2>/dev/null | python3 -c '
 import json, sys
 fmt = sys.argv[1]
 for line in sys.stdin:
@@ -49,7 +52,8 @@ for line in sys.stdin:
         fmt, j["threads"], j["test"], j["tokens_per_s"], j["stddev"],
         "%.2f GB" % (j["bytes_per_token"] / 1e9) if tg else "-",
         "%.1f GB/s" % (j["read_bandwidth"] / 1e9) if tg else "-",
-        "%.1f %%" % (100 * j["bandwidth_fraction"]) if tg else "-"))
+        "%.1f ± %.1f %%" % (100 * j["bandwidth_fraction"],
+                            100 * j["bandwidth_fraction_stddev"]) if tg else "-"))
 ' "$format"
   done
 done

@@ -4,7 +4,7 @@
 // -r times (mean ± sample std). Decode is also reported against the
 // machine's read bandwidth, measured here with the same thread count.
 //   qlm bench -m DIR [--quant Q] [-p 512] [-n 128] [-t T] [-r 5] [--json]
-//             [--kernels ISA]
+//             [--kernels ISA] [--kv-type f32|bf16|int8|sfp8]
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -24,6 +24,7 @@
 #include "apps/qlm/model_path.h"
 #include "apps/qlm/quant_flags.h"
 #include "base/error.h"
+#include "core/kv_cache.h"
 #include "core/mem_bandwidth.h"
 #include "core/model.h"
 #include "core/qlm.h"
@@ -42,6 +43,7 @@ struct BenchArgs {
   size_t batch = 0;  // 0 = the whole prompt in one batch
   bool json = false;
   std::string kernels;
+  std::string kv_type = "f32";
 };
 
 struct Stat {
@@ -99,12 +101,14 @@ WeightTotals CountWeights(const Model& model) {
   return t;
 }
 
-// Mean KV bytes (f32 K and V) a decode token reads over positions
-// [start, start + n).
-double KvBytesPerToken(const ModelConfig& c, size_t start, size_t n) {
+// Mean KV bytes (K and V rows in `kv` storage, with their per-row scales) a
+// decode token reads over positions [start, start + n).
+double KvBytesPerToken(const ModelConfig& c, KvType kv, size_t start, size_t n) {
   if (n == 0) return 0.0;
   double total = 0.0;
-  const double per_pos = 2.0 * c.num_kv_heads * c.head_dim * sizeof(float);
+  const double row_bytes = static_cast<double>(c.head_dim * kernels::KvElemBytes(kv)) +
+                           (kernels::KvHasScale(kv) ? sizeof(float) : 0.0);
+  const double per_pos = 2.0 * c.num_kv_heads * row_bytes;
   for (int l = 0; l < c.num_layers; ++l) {
     const bool sliding = l < static_cast<int>(c.layer_is_sliding.size()) && c.layer_is_sliding[l];
     for (size_t i = 0; i < n; ++i) {
@@ -139,6 +143,7 @@ void Bench(const BenchArgs& a) {
   }
   LoadOptions lo;
   lo.kernels = a.kernels;
+  const KvType kv_type = ParseKvType(a.kv_type);  // fail before loading
   lo.quant = ParseQuantName(a.quant.quant, "--quant");
   lo.group_size = CheckGroupSize(a.quant.group_size, lo.quant);
   const std::string dir = ResolveModelDir(a.model);
@@ -150,6 +155,7 @@ void Bench(const BenchArgs& a) {
   so.threads = threads;
   so.context = static_cast<size_t>(std::max(a.n_prompt, a.n_gen)) + 1;
   so.batch = a.batch > 0 ? a.batch : static_cast<size_t>(std::max(a.n_prompt, 1));
+  so.kv_type = kv_type;
   Session session(model, so);
 
   const WeightTotals wt = CountWeights(model);
@@ -192,8 +198,8 @@ void Bench(const BenchArgs& a) {
     rows.push_back({fmt::format("pp{}", a.n_prompt), MeanStd(tps), 0.0, {}, {}});
   }
   if (a.n_gen > 0) {
-    const double bytes_per_token =
-        static_cast<double>(wt.decode_bytes) + KvBytesPerToken(c, 0, static_cast<size_t>(a.n_gen));
+    const double bytes_per_token = static_cast<double>(wt.decode_bytes) +
+                                   KvBytesPerToken(c, kv_type, 0, static_cast<size_t>(a.n_gen));
     std::vector<double> tps, bws, fractions;
     for (int r = 0; r <= a.reps; ++r) {  // r == 0: warm-up
       const double bw = probe->Measure(table, 3);
@@ -223,6 +229,7 @@ void Bench(const BenchArgs& a) {
       j["params"] = wt.params;
       j["format"] = format;
       j["isa"] = model.isa();
+      j["kv_type"] = a.kv_type;
       j["threads"] = threads;
       j["test"] = r.test;
       j["tokens_per_s"] = r.tps.mean;
@@ -274,6 +281,8 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_flag("--json", a->json, "One JSON object per test and line instead of a table");
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
+  cmd->add_option("--kv-type", a->kv_type, "KV cache storage: f32, bf16, int8 or sfp8")
+      ->capture_default_str();
   cmd->callback([a] { Bench(*a); });
 }
 

@@ -46,6 +46,28 @@ PY
     [ $? -eq 2 ] || fail "-r 0 should be a usage error (exit 2)"
     grep -q 'repetitions' "$TMP/err" || fail "error does not name -r: $(cat "$TMP/err")"
     ;;
+  bench_kv_type)
+    # An int8 KV cache reads 1 byte per element + one f32 scale per row
+    # instead of 4 bytes per element: tg bytes/token must shrink by exactly
+    # that (tiny-test: every layer sees all positions of a 4-token run).
+    for kv in f32 int8; do
+      "$QLM" bench -m "$TMP/m" -p 0 -n 4 -r 1 -t 1 --kv-type $kv --json >"$TMP/$kv" 2>"$TMP/err" ||
+        fail "bench --kv-type $kv failed: $(cat "$TMP/err")"
+    done
+    python3 - "$TMP/f32" "$TMP/int8" "$TMP/m/config.json" <<'PY' || exit 1
+import json, sys
+f32, i8 = (json.loads(open(p).read()) for p in sys.argv[1:3])
+c = json.load(open(sys.argv[3]))
+assert f32["kv_type"] == "f32" and i8["kv_type"] == "int8", (f32, i8)
+hd = c.get("head_dim", c["hidden_size"] // c["num_attention_heads"])
+kvh = c.get("num_key_value_heads", c["num_attention_heads"])
+positions = c["num_hidden_layers"] * (1 + 2 + 3 + 4) / 4  # mean positions read per token
+want = positions * 2 * kvh * (hd * 4 - (hd + 4))
+got = f32["bytes_per_token"] - i8["bytes_per_token"]
+assert abs(got - want) < 1e-6 * f32["bytes_per_token"], (got, want)
+PY
+    expect_error 2 "--kv-type" "$QLM" bench -m "$TMP/m" --kv-type q5
+    ;;
   *) fail "unknown case" ;;
 esac
 echo "PASS [$case_name]"

@@ -393,8 +393,7 @@ __attribute__((always_inline)) inline void Q4Step(const Q4Prep& p, const uint8_t
     if constexpr (Half) {
       b = _mm512_maskz_loadu_epi8(0xFFFFFFFFull, src);
     } else {
-      if constexpr (kPrefetchQ4 != 0) __builtin_prefetch(src + kPrefetchQ4, 0, 2);
-      b = _mm512_loadu_si512(src);
+      b = _mm512_loadu_si512(src);  // prefill re-reads its tile from L1/L2: no prefetch
     }
     lo[r] = _mm512_and_si512(b, lo_mask);
     hi[r] = _mm512_and_si512(b, hi_mask);

@@ -1,6 +1,7 @@
 #include "core/prompt_cache.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -183,7 +184,10 @@ size_t LoadPromptCache(const std::string& path, uint64_t model_id, KvCache& kv,
       return fail(path + ": corrupt layer " + std::to_string(l));
     if (!r.Get(L.slot_pos, used * sizeof(int32_t))) return fail(path + ": truncated");
     for (size_t s = 0; s < used; ++s) {
-      if (L.slot_pos[s] >= static_cast<int32_t>(h.n_tokens) || L.slot_pos[s] < -1) {
+      // A slot holds -1 (empty) or a saved position that maps to it (ring
+      // layers: pos % capacity), never a position the file does not hold.
+      const int32_t pos = L.slot_pos[s];
+      if (pos >= static_cast<int32_t>(h.n_tokens) || pos < -1 || (pos >= 0 && L.SlotOf(pos) != s)) {
         return fail(path + ": corrupt slot positions in layer " + std::to_string(l));
       }
     }
@@ -195,6 +199,13 @@ size_t LoadPromptCache(const std::string& path, uint64_t model_id, KvCache& kv,
              r.Get(L.v_scale + r0, used * sizeof(float));
       }
       if (!ok) return fail(path + ": truncated KV rows");
+      if (L.k_scale != nullptr) {
+        for (size_t s = 0; s < used; ++s) {
+          if (!std::isfinite(L.k_scale[r0 + s]) || !std::isfinite(L.v_scale[r0 + s])) {
+            return fail(path + ": corrupt KV row scales in layer " + std::to_string(l));
+          }
+        }
+      }
     }
     L.used = used;
   }

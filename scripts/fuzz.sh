@@ -17,7 +17,7 @@ repo=$(pwd)
 
 seconds=${1:-60}
 shift || true
-all_targets=(safetensors model_config weight_store qlm_file gptq tokenizer cli)
+all_targets=(safetensors model_config weight_store qlm_file gptq tokenizer cli prompt_cache)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || {

@@ -1194,6 +1194,27 @@ def make_seeds(out, shared):
             else:
                 payload += struct.pack("<%di" % k, *[i // g for i in range(k)])
             seed("gptq", "f%d_g%d_k%d_n%d" % (flags, g, k, n), head + payload)
+    # prompt_cache: [kv type byte] + a valid cache file of fuzz/prompt_cache_fuzz.cc's
+    # tiny shape (2 layers: sliding of 4 slots, full of 8; 2 kv heads; head_dim 4),
+    # holding n tokens 0..n-1 (the target rewrites the header itself).
+    elem = {0: 4, 1: 2, 2: 1, 3: 1}
+    for kv in range(4):
+        for n in (1, 3, 6, 8):
+            f = b"QLMKVC\0\0" + struct.pack("<IQIIIIQQ", 1, 0x51A4C0DE, kv, 2, 2, 4, 8, n)
+            f += struct.pack("<%di" % n, *range(n))
+            for cap, ring in ((4, True), (8, False)):
+                used = min(n, cap)
+                pos = [-1] * used
+                for t in range(n):
+                    slot = t % cap if ring else t
+                    if slot < used:
+                        pos[slot] = t
+                f += struct.pack("<Q", used) + struct.pack("<%di" % used, *pos)
+                for _ in range(2):  # kv heads
+                    f += bytes(rng.randrange(256) for _ in range(2 * used * 4 * elem[kv]))
+                    if kv >= 2:
+                        f += struct.pack("<%df" % (2 * used), *[0.01] * (2 * used))
+            seed("prompt_cache", "kv%d_n%d" % (kv, n), bytes([kv]) + f)
     # cli: NUL-separated argument lists
     for i, args in enumerate([
             ["run", "-p", "hello", "-n", "5"],

@@ -7,8 +7,8 @@
 //     and accumulate H = 2/n·Σxxᵀ for layer l's four linear inputs (the
 //     attention input shared by q/k/v, o_proj's input, the MLP input shared
 //     by gate/up, down_proj's input); the pass stops after layer l
-//     quantize layer l's seven linears with GPTQ (core/gptq_solver.h)
-//     and swap them into the model
+//     quantize layer l's seven linears with GPTQ (core/gptq_solver.h; q4
+//     or sfp8, GptqOptions::format) and swap them into the model
 //
 //   finally (with `head`), one more pass over the fully quantized layers
 //   collects H of the output head's input, final_norm(x), and the head is
@@ -66,7 +66,7 @@ using GptqProgress = std::function<void(const GptqProgressInfo&)>;
 // multiply; the originals are decoded with DequantizeRow, so pass f32 for a
 // faithful start) and, with `head`, on the output head
 // ("model.embed_tokens.weight" when tied, else "lm_head.weight"). Returns
-// the q4 tensors by Hugging Face name.
+// the quantized tensors (options.format: q4 or sfp8) by Hugging Face name.
 std::map<std::string, QuantizedTensor> GptqQuantizeModel(
     const ModelConfig& config, const ModelWeights& weights, const kernels::KernelTable& table,
     const std::vector<std::vector<int32_t>>& windows, const GptqOptions& options, bool head,

@@ -10,6 +10,7 @@
 #include "core/thread_pool.h"
 #include "quant/half.h"
 #include "quant/quantize.h"
+#include "quant/sfp8.h"
 
 namespace qlm {
 namespace {
@@ -204,16 +205,273 @@ std::vector<float> HessianAccumulator::Hessian() const {
 
 // ---- The solver ----
 
+namespace {
+
+constexpr size_t kTile = 8;  // rows processed together (U rows reused from cache)
+
+// The per-column quantizers. Each has a per-thread Worker with
+//   float Quantize(r, n, wr, i): quantizes column i (visiting order) of tile
+//     row r (tensor row n) from the current, error-compensated weights wr,
+//     records its code and returns the dequantized value;
+//   void FinishRow(r, n): writes row n's codes (and padding) to the blob.
+
+// q4: at each group start, the group's scale and zero point from the
+// current weights by qlm's rule (or the clip search); codes in visiting
+// order, which is the stored order (the act-order perm is stored).
+struct Q4Columns {
+  const GptqOptions& o;
+  const TensorDesc& d;
+  uint8_t* blob;
+  uint16_t* all_scales;
+  uint8_t* all_zeros;
+
+  Q4Columns(const GptqOptions& options, QuantizedTensor& out)
+      : o(options),
+        d(out.desc),
+        blob(out.blob.data()),
+        all_scales(reinterpret_cast<uint16_t*>(blob + d.scales_offset)),
+        all_zeros(blob + d.zeros_offset) {}
+
+  class Worker {
+   public:
+    explicit Worker(const Q4Columns& q) : q_(q), codes_(kTile * q.d.padded_cols), params_(kTile) {}
+
+    float Quantize(size_t r, size_t n, const float* wr, size_t i) {
+      const uint32_t G = q_.o.group_size;
+      const size_t K = q_.d.cols;
+      GroupParams& p = params_[r];
+      if (i % G == 0) {
+        const size_t len = std::min<size_t>(G, K - i);
+        p = q_.o.clip_search ? ClipSearchParams(wr + i, len, q_.o.asymmetric)
+                             : FindParams(wr + i, len, q_.o.asymmetric);
+        const size_t g = i / G;
+        q_.all_scales[n * q_.d.groups_per_row + g] = p.scale_bits;
+        q_.all_zeros[n * q_.d.groups_per_row + g] = static_cast<uint8_t>(p.zero);
+      }
+      const int c = QuantizeCode(wr[i], p);
+      codes_[r * q_.d.padded_cols + i] = static_cast<uint8_t>(c);
+      return static_cast<float>(c - p.zero) * p.scale;
+    }
+
+    // Re-rounds column i to `target` on its group's already chosen grid.
+    float Requantize(size_t r, size_t n, size_t i, float target) {
+      const size_t at = n * q_.d.groups_per_row + i / q_.o.group_size;
+      GroupParams p;
+      p.scale_bits = q_.all_scales[at];
+      p.scale = F16ToF32(p.scale_bits);
+      p.zero = q_.all_zeros[at];
+      const int c = QuantizeCode(target, p);
+      codes_[r * q_.d.padded_cols + i] = static_cast<uint8_t>(c);
+      return static_cast<float>(c - p.zero) * p.scale;
+    }
+
+    // Padding: the codes of each group's zero point; groups lying wholly in
+    // padding get the all-zero group's parameters. Then the nibble packing.
+    void FinishRow(size_t r, size_t n) {
+      const TensorDesc& d = q_.d;
+      const uint32_t G = q_.o.group_size;
+      const size_t K = d.cols;
+      uint8_t* c = codes_.data() + r * d.padded_cols;
+      for (size_t g = (K + G - 1) / G; g < d.groups_per_row; ++g) {
+        const GroupParams p = FindParams(nullptr, 0, q_.o.asymmetric);
+        q_.all_scales[n * d.groups_per_row + g] = p.scale_bits;
+        q_.all_zeros[n * d.groups_per_row + g] = static_cast<uint8_t>(p.zero);
+      }
+      for (size_t j = K; j < d.padded_cols; ++j) c[j] = q_.all_zeros[n * d.groups_per_row + j / G];
+      uint8_t* dst = q_.blob + d.data_offset + n * d.row_bytes;
+      for (size_t blk = 0; blk < d.padded_cols / kQ4BlockSize; ++blk) {
+        const uint8_t* src = c + blk * kQ4BlockSize;
+        for (size_t b = 0; b < kQ4BlockSize / 2; ++b) {
+          dst[blk * 32 + b] = static_cast<uint8_t>(src[b] | (src[b + 32] << 4));
+        }
+      }
+    }
+
+   private:
+    const Q4Columns& q_;
+    std::vector<uint8_t> codes_;
+    std::vector<GroupParams> params_;
+  };
+};
+
+// sfp8: one tensor scale, fixed before the solve from the ORIGINAL weights
+// (Sfp8TensorScale, as round-to-nearest uses); each column's code is
+// Sfp8Encode(w / scale) of the compensated weight, which saturates at
+// ±1.875 when compensation pushes a weight past the original max|w|. The
+// format has no permutation, so codes go straight to their original input
+// column (act-order only changes the visiting order).
+struct Sfp8Columns {
+  const TensorDesc& d;
+  uint8_t* blob;
+  const int32_t* perm;
+  float scale;
+
+  Sfp8Columns(QuantizedTensor& out, const int32_t* visit_order)
+      : d(out.desc), blob(out.blob.data()), perm(visit_order), scale(out.desc.tensor_scale) {}
+
+  class Worker {
+   public:
+    explicit Worker(const Sfp8Columns& q) : q_(q) {}
+
+    float Quantize(size_t r, size_t n, const float* wr, size_t i) {
+      return Requantize(r, n, i, wr[i]);
+    }
+    float Requantize(size_t, size_t n, size_t i, float target) {
+      const uint8_t c = Sfp8Encode(target / q_.scale);
+      q_.blob[q_.d.data_offset + n * q_.d.row_bytes + static_cast<size_t>(q_.perm[i])] = c;
+      return Sfp8Decode(c) * q_.scale;
+    }
+    void FinishRow(size_t, size_t) {}  // no padding, codes already written
+
+   private:
+    const Sfp8Columns& q_;
+  };
+};
+
+// One GPTQ problem in visiting order: the weights, the visiting order and
+// dead inputs, U, and (for the refinement) the damped, permuted H.
+struct Problem {
+  const float* w_in;
+  size_t N, K;
+  const std::vector<int32_t>& perm;
+  const std::vector<bool>& dead;
+  const std::vector<float>& u;
+  size_t block_size;
+  const std::vector<double>& h;  // damped H in visiting order
+  uint32_t refine_passes;
+};
+
+// Coordinate descent on one row's proxy loss (w − ŵ)ᵀH(w − ŵ) after GPTQ:
+// with g = H(w − ŵ), moving ŵ_i by δ changes the loss by δ²H_ii − 2δg_i,
+// so the best grid value for column i alone is the one nearest
+// ŵ_i + g_i/H_ii. Sweeps the columns, taking only moves that lower the
+// loss, until a sweep changes nothing or `passes` sweeps are done. With a
+// diagonal H the target is w_i itself, so round-to-nearest is a fixed
+// point. Returns the number of codes changed.
+template <class Worker>
+size_t RefineRow(Worker& q, size_t r, size_t n, const float* w0, float* wq, const Problem& p,
+                 std::vector<double>& g) {
+  const size_t K = p.K;
+  for (size_t i = 0; i < K; ++i) {
+    const double* hi = p.h.data() + i * K;
+    double s = 0;
+    for (size_t j = 0; j < K; ++j) s += hi[j] * (double(w0[j]) - double(wq[j]));
+    g[i] = s;
+  }
+  size_t changed = 0;
+  for (uint32_t pass = 0; pass < p.refine_passes; ++pass) {
+    size_t changed_now = 0;
+    for (size_t i = 0; i < K; ++i) {
+      if (p.dead[static_cast<size_t>(p.perm[i])]) continue;
+      const double hii = p.h[i * K + i];
+      const float target = static_cast<float>(double(wq[i]) + g[i] / hii);
+      const float old = wq[i];
+      const float deq = q.Requantize(r, n, i, target);
+      const double delta = double(deq) - double(old);
+      if (delta == 0.0) continue;
+      if (delta * delta * hii - 2.0 * delta * g[i] >= 0.0) {
+        q.Requantize(r, n, i, old);  // not an improvement: restore the code
+        continue;
+      }
+      wq[i] = deq;
+      const double* hi = p.h.data() + i * K;  // column i of the symmetric H
+      for (size_t j = 0; j < K; ++j) g[j] -= delta * hi[j];
+      ++changed_now;
+    }
+    changed += changed_now;
+    if (changed_now == 0) break;
+  }
+  return changed;
+}
+
+// GPTQ's column loop over every row with U (upper Cholesky factor of the
+// permuted, damped H⁻¹), then the optional refinement; returns GPTQ's loss
+// estimate and adds the refinement's code changes to *refined.
+template <class Columns>
+double SolveRows(const Columns& columns, const Problem& p, ThreadPool* pool, size_t* refined) {
+  const size_t N = p.N, K = p.K, B = p.block_size;
+  const std::vector<float>& u = p.u;
+  const size_t tiles = (N + kTile - 1) / kTile;
+  std::vector<double> tile_loss(tiles, 0.0);
+  std::vector<size_t> tile_refined(tiles, 0);
+  ParallelRanges(pool, tiles, 1, [&](size_t t0, size_t t1) {
+    std::vector<float> wt(kTile * K), err(kTile * B);
+    std::vector<float> w0, wq;  // originals and dequantized values, for the refinement
+    std::vector<double> g;
+    if (p.refine_passes > 0) {
+      w0.resize(kTile * K);
+      wq.resize(kTile * K);
+      g.resize(K);
+    }
+    typename Columns::Worker q(columns);
+    for (size_t t = t0; t < t1; ++t) {
+      const size_t r0 = t * kTile, nr = std::min(kTile, N - r0);
+      double loss = 0;
+      for (size_t r = 0; r < nr; ++r) {
+        for (size_t a = 0; a < K; ++a) {
+          const size_t k = static_cast<size_t>(p.perm[a]);
+          wt[r * K + a] = p.dead[k] ? 0.0f : p.w_in[(r0 + r) * K + k];
+        }
+      }
+      if (!w0.empty()) std::copy(wt.begin(), wt.end(), w0.begin());
+      for (size_t b0 = 0; b0 < K; b0 += B) {
+        const size_t b1 = std::min(K, b0 + B);
+        for (size_t i = b0; i < b1; ++i) {
+          const float* ui = u.data() + i * K;
+          const float dii = ui[i];
+          for (size_t r = 0; r < nr; ++r) {
+            float* wr = wt.data() + r * K;
+            const float deq = q.Quantize(r, r0 + r, wr, i);
+            if (!wq.empty()) wq[r * K + i] = deq;
+            const float e = (wr[i] - deq) / dii;
+            loss += static_cast<double>(e) * e;
+            for (size_t j = i + 1; j < b1; ++j) wr[j] -= e * ui[j];
+            err[r * B + (i - b0)] = e;
+          }
+        }
+        // Lazy batch update of every later column with this block's errors.
+        for (size_t r = 0; r < nr; ++r) {
+          float* wr = wt.data() + r * K;
+          for (size_t i = b0; i < b1; ++i) {
+            const float e = err[r * B + (i - b0)];
+            const float* ui = u.data() + i * K;
+            for (size_t j = b1; j < K; ++j) wr[j] -= e * ui[j];
+          }
+        }
+      }
+      for (size_t r = 0; r < nr; ++r) {
+        if (p.refine_passes > 0) {
+          tile_refined[t] += RefineRow(q, r, r0 + r, w0.data() + r * K, wq.data() + r * K, p, g);
+        }
+        q.FinishRow(r, r0 + r);
+      }
+      tile_loss[t] = loss / 2;
+    }
+  });
+  double loss = 0;
+  for (const double l : tile_loss) loss += l;
+  for (const size_t c : tile_refined) *refined += c;
+  return loss;
+}
+
+}  // namespace
+
 QuantizedTensor GptqQuantize(const float* w_in, size_t rows, size_t cols, const float* h_in,
                              const GptqOptions& o, ThreadPool* pool, GptqStats* stats) {
+  const bool q4 = o.format == Format::kQ4;
+  if (!q4 && o.format != Format::kSFP8) {
+    throw Error(std::string("GPTQ: no quantizer for format ") + FormatName(o.format) +
+                " (q4 or sfp8)");
+  }
   const uint32_t G = o.group_size;
-  if (G != 32 && G != 64 && G != 128) {
+  if (q4 && G != 32 && G != 64 && G != 128) {
     throw Error("GPTQ: group size must be 32, 64 or 128, got " + std::to_string(G));
   }
-  if (o.block_size == 0 || o.block_size % G != 0) {
+  if (o.block_size == 0 || (q4 && o.block_size % G != 0)) {
     throw Error("GPTQ: block size " + std::to_string(o.block_size) +
-                " must be a positive multiple of the group size");
+                (q4 ? " must be a positive multiple of the group size" : " must be positive"));
   }
+  if (!q4 && o.clip_search) throw Error("GPTQ: the clip search applies to q4 only");
   if (rows == 0 || cols == 0) throw Error("GPTQ: empty weight");
   if (!(o.damp > 0.0) || !std::isfinite(o.damp)) throw Error("GPTQ: damping must be positive");
   const size_t N = rows, K = cols;
@@ -234,7 +492,8 @@ QuantizedTensor GptqQuantize(const float* w_in, size_t rows, size_t cols, const 
       ++st.dead_inputs;
     }
   }
-  // Visiting order (and stored order): by decreasing H_ii with act-order.
+  // Visiting order (and, for q4, stored order): by decreasing H_ii with
+  // act-order.
   std::vector<int32_t> perm(K);
   std::iota(perm.begin(), perm.end(), 0);
   if (o.act_order) {
@@ -250,8 +509,9 @@ QuantizedTensor GptqQuantize(const float* w_in, size_t rows, size_t cols, const 
   mean_diag /= static_cast<double>(K);
   double damp = o.damp * mean_diag;
   std::vector<float> u;
+  std::vector<double> hd;
   for (int attempt = 0;; ++attempt) {
-    std::vector<double> hd = hp;
+    hd = hp;
     for (size_t i = 0; i < K; ++i) hd[i * K + i] += damp;
     if (UpperFactorOfInverse(hd, K, pool, u)) break;
     if (attempt == 5) {
@@ -262,89 +522,20 @@ QuantizedTensor GptqQuantize(const float* w_in, size_t rows, size_t cols, const 
   }
   st.damp_used = damp;
 
-  QuantizeOptions qo;
-  qo.group_size = G;
-  qo.asymmetric = o.asymmetric;
-  qo.perm = o.act_order ? perm.data() : nullptr;
-  QuantizedTensor out = AllocateQuantized(Format::kQ4, N, K, qo);
-  const TensorDesc& d = out.desc;
-  uint8_t* blob = out.blob.data();
-  auto* all_scales = reinterpret_cast<uint16_t*>(blob + d.scales_offset);
-  uint8_t* all_zeros = blob + d.zeros_offset;
-
-  const size_t B = o.block_size;
-  constexpr size_t kTile = 8;  // rows processed together (U rows reused from cache)
-  std::vector<double> tile_loss((N + kTile - 1) / kTile, 0.0);
-  ParallelRanges(pool, (N + kTile - 1) / kTile, 1, [&](size_t t0, size_t t1) {
-    std::vector<float> wt(kTile * K), err(kTile * B);
-    std::vector<uint8_t> codes(kTile * d.padded_cols);
-    std::vector<GroupParams> params(kTile);
-    for (size_t t = t0; t < t1; ++t) {
-      const size_t r0 = t * kTile, nr = std::min(kTile, N - r0);
-      double loss = 0;
-      for (size_t r = 0; r < nr; ++r) {
-        for (size_t a = 0; a < K; ++a) {
-          const size_t k = static_cast<size_t>(perm[a]);
-          wt[r * K + a] = dead[k] ? 0.0f : w_in[(r0 + r) * K + k];
-        }
-      }
-      for (size_t b0 = 0; b0 < K; b0 += B) {
-        const size_t b1 = std::min(K, b0 + B);
-        for (size_t i = b0; i < b1; ++i) {
-          const float* ui = u.data() + i * K;
-          const float dii = ui[i];
-          for (size_t r = 0; r < nr; ++r) {
-            float* wr = wt.data() + r * K;
-            if (i % G == 0) {
-              const size_t len = std::min<size_t>(G, K - i);
-              params[r] = o.clip_search ? ClipSearchParams(wr + i, len, o.asymmetric)
-                                        : FindParams(wr + i, len, o.asymmetric);
-              const size_t g = i / G;
-              all_scales[(r0 + r) * d.groups_per_row + g] = params[r].scale_bits;
-              all_zeros[(r0 + r) * d.groups_per_row + g] = static_cast<uint8_t>(params[r].zero);
-            }
-            const int q = QuantizeCode(wr[i], params[r]);
-            codes[r * d.padded_cols + i] = static_cast<uint8_t>(q);
-            const float deq = static_cast<float>(q - params[r].zero) * params[r].scale;
-            const float e = (wr[i] - deq) / dii;
-            loss += static_cast<double>(e) * e;
-            for (size_t j = i + 1; j < b1; ++j) wr[j] -= e * ui[j];
-            err[r * B + (i - b0)] = e;
-          }
-        }
-        // Lazy batch update of every later column with this block's errors.
-        for (size_t r = 0; r < nr; ++r) {
-          float* wr = wt.data() + r * K;
-          for (size_t i = b0; i < b1; ++i) {
-            const float e = err[r * B + (i - b0)];
-            const float* ui = u.data() + i * K;
-            for (size_t j = b1; j < K; ++j) wr[j] -= e * ui[j];
-          }
-        }
-      }
-      // Padding: the codes of each group's zero point; groups lying wholly
-      // in padding get the all-zero group's parameters.
-      for (size_t r = 0; r < nr; ++r) {
-        const size_t n = r0 + r;
-        uint8_t* c = codes.data() + r * d.padded_cols;
-        for (size_t g = (K + G - 1) / G; g < d.groups_per_row; ++g) {
-          const GroupParams p = FindParams(nullptr, 0, o.asymmetric);
-          all_scales[n * d.groups_per_row + g] = p.scale_bits;
-          all_zeros[n * d.groups_per_row + g] = static_cast<uint8_t>(p.zero);
-        }
-        for (size_t j = K; j < d.padded_cols; ++j) c[j] = all_zeros[n * d.groups_per_row + j / G];
-        uint8_t* dst = blob + d.data_offset + n * d.row_bytes;
-        for (size_t blk = 0; blk < d.padded_cols / kQ4BlockSize; ++blk) {
-          const uint8_t* src = c + blk * kQ4BlockSize;
-          for (size_t b = 0; b < kQ4BlockSize / 2; ++b) {
-            dst[blk * 32 + b] = static_cast<uint8_t>(src[b] | (src[b + 32] << 4));
-          }
-        }
-      }
-      tile_loss[t] = loss / 2;
-    }
-  });
-  for (const double l : tile_loss) st.loss += l;
+  const Problem problem{w_in, N, K, perm, dead, u, o.block_size, hd, o.refine_passes};
+  QuantizedTensor out;
+  if (q4) {
+    QuantizeOptions qo;
+    qo.group_size = G;
+    qo.asymmetric = o.asymmetric;
+    qo.perm = o.act_order ? perm.data() : nullptr;
+    out = AllocateQuantized(Format::kQ4, N, K, qo);
+    st.loss = SolveRows(Q4Columns(o, out), problem, pool, &st.refined);
+  } else {
+    out = AllocateQuantized(Format::kSFP8, N, K);
+    out.desc.tensor_scale = Sfp8TensorScale(w_in, N * K);
+    st.loss = SolveRows(Sfp8Columns(out, perm.data()), problem, pool, &st.refined);
+  }
   if (stats != nullptr) *stats = st;
   return out;
 }

@@ -24,6 +24,8 @@ recipes=(
   "bf16|--quant bf16"
   "int8|--quant int8"
   "sfp8|--quant sfp8"
+  "sfp8 GPTQ|--quant sfp8 --method gptq"
+  "sfp8 GPTQ + int8 head|--quant sfp8 --method gptq --head-quant int8"
   "q4 g128 RTN|--quant q4"
   "q4 g128 GPTQ|--quant q4 --method gptq"
   "q4 g128 GPTQ act-order|--quant q4 --method gptq --act-order"

@@ -2,11 +2,14 @@
 // or .qlm file) into one .qlm file.
 //   qlm quantize SRC OUT.qlm --quant q4|int8|sfp8|bf16|f32 [--method rtn|gptq]
 //                [--calib FILE] [--calib-sequences N] [--calib-tokens T]
-//                [--group-size G] [--sym] [--act-order] [-t THREADS] [--kernels ISA]
+//                [--group-size G] [--sym] [--act-order] [--damp F] [-t THREADS]
+//                [--kernels ISA]
 // Policy (docs/quantization.md): every 2-D weight (the linears, the
 // embedding and the output head; a tied table once) goes to --quant, 1-D
-// norm weights stay f32. --method gptq runs the GPTQ solver on the layer
-// linears (core/gptq_model.h); the embedding/head are rounded to nearest.
+// norm weights stay f32. --method gptq (q4 or sfp8) runs the GPTQ solver on
+// the layer linears and the output head (core/gptq_model.h); the head is
+// rounded to nearest instead with --head-rtn or a --head-quant other than
+// --quant.
 // An AutoGPTQ source converted to q4 keeps its repacked codes exactly.
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -54,6 +57,9 @@ struct QuantizeArgs {
   bool act_order = false;
   bool clip_search = false;
   bool head_rtn = false;
+  double damp = 0.01;
+  bool damp_given = false;
+  uint32_t refine_passes = 0;
   std::string head_quant;
   int threads = -1;
   std::string kernels;
@@ -111,10 +117,23 @@ void Quantize(const QuantizeArgs& a) {
     throw UsageError("--method must be rtn or gptq, got '" + a.method + "'");
   }
   const bool gptq = a.method == "gptq";
-  if (gptq && *format != Format::kQ4) throw UsageError("--method gptq produces q4: use --quant q4");
-  if (!gptq && (a.act_order || a.clip_search || a.head_rtn || !a.calib.empty())) {
+  if (gptq && *format != Format::kQ4 && *format != Format::kSFP8) {
+    throw UsageError(std::string("--method gptq produces q4 or sfp8, not ") + FormatName(*format) +
+                     ": use --quant q4 or --quant sfp8");
+  }
+  if (!gptq && (a.act_order || a.clip_search || a.head_rtn || !a.calib.empty() || a.damp_given ||
+                a.refine_passes > 0)) {
     throw UsageError(
-        "--act-order, --clip-search, --head-rtn and --calib apply to --method gptq only");
+        "--act-order, --clip-search, --head-rtn, --damp, --refine-passes and --calib apply to "
+        "--method gptq only");
+  }
+  if (a.clip_search && *format != Format::kQ4) {
+    throw UsageError("--clip-search searches q4 group ranges: it applies to --quant q4 only");
+  }
+  if (!(a.damp > 0.0 && a.damp <= 1.0)) {
+    std::ostringstream got;
+    got << a.damp;
+    throw UsageError("--damp must be in (0, 1] (a fraction of mean(diag H)), got " + got.str());
   }
   if (a.sym && *format != Format::kQ4) throw UsageError("--sym applies to --quant q4 only");
   if (a.threads == 0 || a.threads < -1) {
@@ -163,13 +182,17 @@ void Quantize(const QuantizeArgs& a) {
     co.tokens = a.calib_tokens;
     const auto windows = SampleCalibrationWindows(tokenizer, ReadText(calib_path), co);
     GptqOptions go;
+    go.format = *format;
+    go.damp = a.damp;
     go.group_size = group ? group : kQ4DefaultGroupSize;
     go.asymmetric = !a.sym;
     go.act_order = a.act_order;
     go.clip_search = a.clip_search;
-    spdlog::info("GPTQ: {} calibration windows of {} tokens from {}, {} threads, kernels {}",
-                 windows.size(), co.tokens, calib_path, threads, kernels::IsaName(table.isa));
-    const bool head_gptq = !a.head_rtn && (!head_format || *head_format == Format::kQ4);
+    go.refine_passes = a.refine_passes;
+    spdlog::info(
+        "GPTQ: {} calibration windows of {} tokens from {}, damping {}, {} threads, kernels {}",
+        windows.size(), co.tokens, calib_path, a.damp, threads, kernels::IsaName(table.isa));
+    const bool head_gptq = !a.head_rtn && (!head_format || *head_format == *format);
     const size_t n_linears = config.num_layers * kLinearsPerLayer + (head_gptq ? 1 : 0);
     Progress bar("GPTQ", n_linears, 0.0, Progress::kEveryStep);
     solved = GptqQuantizeModel(
@@ -200,8 +223,9 @@ void Quantize(const QuantizeArgs& a) {
   if (gptq) {
     recipe["act_order"] = a.act_order;
     recipe["clip_search"] = a.clip_search;
-    recipe["head"] = a.head_rtn || (head_format && *head_format != Format::kQ4) ? "rtn" : "gptq";
-    recipe["damp"] = 0.01;
+    recipe["head"] = a.head_rtn || (head_format && *head_format != *format) ? "rtn" : "gptq";
+    recipe["damp"] = a.damp;
+    if (a.refine_passes > 0) recipe["refine_passes"] = a.refine_passes;
     recipe["block_size"] = 128;
     recipe["calibration"] = calib_json;
   }
@@ -257,7 +281,8 @@ void AddQuantizeCommand(CLI::App& app) {
       ->required();
   cmd->add_option("--group-size", a->quant.group_size,
                   "q4 group size: 32, 64 or 128 (default 128)");
-  cmd->add_option("--method", a->method, "rtn (round to nearest) or gptq (needs calibration text)")
+  cmd->add_option("--method", a->method,
+                  "rtn (round to nearest) or gptq (for q4 or sfp8; needs calibration text)")
       ->capture_default_str();
   cmd->add_option("--calib", a->calib,
                   "GPTQ calibration text (default: ../shared/corpus/train.txt)");
@@ -267,20 +292,31 @@ void AddQuantizeCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--sym", a->sym, "q4: symmetric (zero point 8) instead of asymmetric");
   cmd->add_flag("--act-order", a->act_order,
-                "GPTQ: quantize inputs in order of decreasing activation energy (stored permuted)");
+                "GPTQ: quantize inputs in order of decreasing activation energy (q4 stores them "
+                "permuted)");
   cmd->add_option("--head-quant", a->head_quant,
                   "Format of the embedding and output head (default: --quant), e.g. int8 or f32 "
                   "for a higher-precision head");
   cmd->add_flag("--clip-search", a->clip_search,
-                "GPTQ: search each group's range (shrink 1..0.21) for the least error instead of "
-                "plain min/max");
+                "GPTQ, q4 only: search each group's range (shrink 1..0.21) for the least error "
+                "instead of plain min/max");
   cmd->add_flag("--head-rtn", a->head_rtn,
                 "GPTQ: round the output head (tied embedding) to nearest instead of GPTQ");
+  cmd->add_option("--damp", a->damp,
+                  "GPTQ: damping added to H's diagonal, as a fraction of its mean")
+      ->capture_default_str();
+  cmd->add_option("--refine-passes", a->refine_passes,
+                  "GPTQ: coordinate-descent sweeps per row after GPTQ, re-rounding each weight "
+                  "on its grid to lower the output error (0 = off)")
+      ->capture_default_str();
   cmd->add_option("-t,--threads", a->threads, "Threads (-1 = physical cores)")
       ->capture_default_str();
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table for GPTQ's forward passes: scalar, avx2, avx512, neon");
-  cmd->callback([a] { Quantize(*a); });
+  cmd->callback([a, cmd] {
+    a->damp_given = cmd->count("--damp") > 0;
+    Quantize(*a);
+  });
 }
 
 }  // namespace qlm::cli

@@ -812,6 +812,7 @@ void QuantizeActs(const float* x, size_t m, size_t k, const int32_t* perm, int8_
 
 }  // namespace qlm::kernels::simd
 
+#include "kernels/simd/matmul_i16-inl.h"
 #include "kernels/simd/matmul_q8-inl.h"
 
 namespace qlm::kernels::simd {
@@ -820,7 +821,11 @@ template <class Arch>
 void FillMatmul(KernelTable& t) {
   t.matmul[static_cast<int>(Format::kF32)] = mm::Matmul<Arch, Format::kF32>;
   t.matmul[static_cast<int>(Format::kBF16)] = mm::Matmul<Arch, Format::kBF16>;
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  t.matmul[static_cast<int>(Format::kInt8)] = mm::MatmulInt8X86<Arch>;
+#else
   t.matmul[static_cast<int>(Format::kInt8)] = mm::Matmul<Arch, Format::kInt8>;
+#endif
   t.matmul[static_cast<int>(Format::kQ4)] = mm::Matmul<Arch, Format::kQ4>;
   t.matmul[static_cast<int>(Format::kSFP8)] = mm::Matmul<Arch, Format::kSFP8>;
   t.quantize_acts = mm::QuantizeActs<Arch>;

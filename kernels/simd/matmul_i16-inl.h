@@ -1,0 +1,157 @@
+// Decode (m == 1) of int8 weights with f32 activations on x86, through
+// 16-bit activation codes. Included from matmul-inl.h.
+//
+// Why: decoding int8 codes to f32 costs a widen, a conversion and an FMA per
+// vector of weights plus one FMA per group for its scale; that kept one Zen 4
+// core compute-bound at ~0.66 of the DRAM read bandwidth. Here x is rounded
+// once per call to int16 codes per 32-input block (scale = amax / 32767, so
+// the error is at most 2^-16 of the block's largest |x|: about 250× below
+// the int8 weights' own rounding error, and within the f32 kernels' test
+// tolerance), and each weight group of 32 becomes one sign-extend and one
+// vpmaddwd (exact int32 sums of pairs), one conversion and one FMA by
+// s_w · s_x. That is ~2× fewer vector operations per weight byte.
+//
+// Rows are read front to back, one at a time, as one sequential stream (see
+// GemvRow in matmul-inl.h for why).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/registry.h"
+#include "kernels/scalar/matmul.h"
+#include "quant/format.h"
+
+namespace qlm::kernels::simd {
+namespace mm {
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+inline constexpr size_t kI16Block = kInt8GroupSize;  // one act scale per weight group
+inline constexpr float kI16Max = 32767.0f;
+
+// Rows of stored-order x (zero-padded to kp, a multiple of kI16Block) as
+// int16 codes and one scale per block: x ≈ scale · code.
+template <class Arch>
+void QuantizeActs16(const float* xs, size_t kp, int16_t* q, float* scales) {
+  for (size_t b = 0; b < kp / kI16Block; ++b) {
+    const float* src = xs + b * kI16Block;
+    __m256 amax = _mm256_setzero_ps();
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (size_t j = 0; j < kI16Block; j += 8) {
+      amax = _mm256_max_ps(amax, _mm256_and_ps(_mm256_loadu_ps(src + j), abs_mask));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float a = _mm_cvtss_f32(m);
+    const float scale = a / kI16Max;
+    const __m256 inv = _mm256_set1_ps(a > 0.0f ? kI16Max / a : 0.0f);
+    for (size_t j = 0; j < kI16Block; j += 16) {
+      // Round to nearest even; |x · inv| <= 32767 (+ rounding), so the
+      // saturating pack never clips a real value.
+      const __m256i lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(src + j), inv));
+      const __m256i hi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(src + j + 8), inv));
+      // packs interleaves 128-bit lanes; permute restores input order.
+      const __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q + b * kI16Block + j), packed);
+    }
+    scales[b] = scale;
+  }
+}
+
+// coef[g] = s_w[g] · s_x[g] for the groups of one row.
+template <class Arch>
+inline void RowCoefs(const uint16_t* wscales, const float* xscales, size_t groups, float* coef) {
+  size_t g = 0;
+  for (; g + 8 <= groups; g += 8) {
+    const __m256 sw =
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wscales + g)));
+    _mm256_store_ps(coef + g, _mm256_mul_ps(sw, _mm256_load_ps(xscales + g)));
+  }
+  for (; g < groups; ++g) coef[g] = _cvtsh_ss(wscales[g]) * xscales[g];
+}
+
+template <class Arch>
+inline float HsumPs256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Σ_g coef[g] · Σ_{k in g} w_k · xq_k for one row of 32-byte groups.
+template <class Arch>
+inline float Int8I16Row(const uint8_t* row, const int16_t* xq, const float* coef, size_t groups) {
+#if defined(__AVX512BW__)
+  if constexpr (kAvx512<Arch>) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    auto group = [&](size_t g, __m512 & acc) __attribute__((always_inline)) {
+      const __m512i w = _mm512_cvtepi8_epi16(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + g * kI16Block)));
+      const __m512i p = _mm512_madd_epi16(w, _mm512_load_si512(xq + g * kI16Block));
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_set1_ps(coef[g]), acc);
+    };
+    size_t g = 0;
+    for (; g + 2 <= groups; g += 2) {
+      group(g, acc0);
+      group(g + 1, acc1);
+    }
+    if (g < groups) group(g, acc0);
+    const __m512 s = _mm512_add_ps(acc0, acc1);
+    return HsumPs256<Arch>(_mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps(s, 1)));
+  }
+#endif
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  auto group = [&](size_t g, __m256 & acc) __attribute__((always_inline)) {
+    const uint8_t* p = row + g * kI16Block;
+    const int16_t* x = xq + g * kI16Block;
+    const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m256i w1 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));
+    const __m256i s = _mm256_add_epi32(
+        _mm256_madd_epi16(w0, _mm256_load_si256(reinterpret_cast<const __m256i*>(x))),
+        _mm256_madd_epi16(w1, _mm256_load_si256(reinterpret_cast<const __m256i*>(x + 16))));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(coef[g]), acc);
+  };
+  size_t g = 0;
+  for (; g + 2 <= groups; g += 2) {
+    group(g, acc0);
+    group(g + 1, acc1);
+  }
+  if (g < groups) group(g, acc0);
+  return HsumPs256<Arch>(_mm256_add_ps(acc0, acc1));
+}
+
+// y[n] = row n · x for n in [n_begin, n_end), x one row of f32 activations.
+template <class Arch>
+void GemvInt8I16(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_end) {
+  const TensorDesc& d = w.desc;
+  const size_t kp = d.padded_cols, groups = d.groups_per_row;
+  const float* xs = StoredX<Arch>(x, 1, d.cols, w.perm, kp);
+  int16_t* xq = static_cast<int16_t*>(Scratch<Arch, 5>(kp * sizeof(int16_t)));
+  float* sx = static_cast<float*>(Scratch<Arch, 6>(2 * groups * sizeof(float) + 64));
+  float* coef = sx + (groups + 15) / 16 * 16;
+  QuantizeActs16<Arch>(xs, kp, xq, sx);
+  for (size_t n = n_begin; n < n_end; ++n) {
+    RowCoefs<Arch>(w.scales + n * groups, sx, groups, coef);
+    y[n] = Int8I16Row<Arch>(w.data + n * d.row_bytes, xq, coef, groups);
+  }
+}
+
+// The int8 entry of x86 tables: decode here, prefill through the decoded
+// f32 panels of Matmul.
+template <class Arch>
+void MatmulInt8X86(const QTensor& w, const float* x, size_t m, float* y, size_t n_begin,
+                   size_t n_end) {
+  if (m != 1) return Matmul<Arch, Format::kInt8>(w, x, m, y, n_begin, n_end);
+  CheckMatmulArgs(w, Format::kInt8, n_begin, n_end);
+  if (n_begin != n_end) GemvInt8I16<Arch>(w, x, y, n_begin, n_end);
+}
+
+#endif  // AVX2 + FMA + F16C
+
+}  // namespace mm
+}  // namespace qlm::kernels::simd

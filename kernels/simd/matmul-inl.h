@@ -5,6 +5,8 @@
 //  * m == 1 (decode, memory-bound): GemvRow takes one weight row at a time,
 //    front to back, decoding each chunk straight into registers and
 //    multiplying it with the matching chunk of x (one sequential stream).
+//    Exception: int8 weights on x86 decode through 16-bit activation codes
+//    (matmul_i16-inl.h), which halves the vector work per weight byte.
 //  * m >= 2 (prefill, compute-bound): MatmulTiled decodes a panel of 4 rows
 //    (a K block of them) into f32 scratch ONCE, then a register-blocked
 //    micro-kernel applies it to tiles of up to 6 rows of x (2 on AVX2). M

@@ -38,10 +38,4 @@ double ReadBandwidthProbe::Measure(const kernels::KernelTable& table, int passes
   return best;
 }
 
-double MeasureReadBandwidth(ThreadPool& pool, const kernels::KernelTable& table, size_t bytes,
-                            int passes) {
-  ReadBandwidthProbe probe(pool, bytes);
-  return probe.Measure(table, passes);
-}
-
 }  // namespace qlm

@@ -33,8 +33,4 @@ class ReadBandwidthProbe {
   size_t words_ = 0;
 };
 
-// One-shot: a probe of `bytes` measured once.
-double MeasureReadBandwidth(ThreadPool& pool, const kernels::KernelTable& table,
-                            size_t bytes = size_t{1} << 30, int passes = 5);
-
 }  // namespace qlm

@@ -575,19 +575,37 @@ struct ChunkCounts {
 // sequential stream even without any arithmetic.)
 // ---------------------------------------------------------------------------
 
-// Software prefetch distance in the weight stream (bytes). 0: the hardware
-// prefetcher alone, which measured as fast or faster than prefetching
-// 0.5-4 KiB ahead once rows are read as one sequential stream.
-inline constexpr size_t kPrefetchAhead = 0;
+// Software prefetch of the weight stream, only for long rows. With K up to a
+// few thousand the hardware prefetcher alone keeps up (prefetching 0.5-16
+// KiB ahead measured as fast or slower there). With K >= kPrefetchMinK
+// (Gemma's down projection, 2304×9216) the stream falls far behind without
+// help: bf16 decode read 0.33 of the probe, sfp8 0.27 (x, 36 KiB of f32, no
+// longer fits L1 beside the weight lines in flight). Prefetching
+// kPrefetchAhead bytes ahead into L2 (prefetcht1, locality 2) doubled bf16
+// (0.68) and took sfp8 to 0.34; f32 did not move (0.53). 2 and 4 KiB ahead,
+// and prefetchnta / prefetcht0, measured worse. The int8 decode
+// (matmul_i16-inl.h) does not prefetch: the same hint made it slower (0.52
+// -> 0.46 at 2304×9216). docs/benchmarks.md, session 5.
+inline constexpr size_t kPrefetchMinK = 4096;
+inline constexpr size_t kPrefetchAhead = 8192;
+inline constexpr int kPrefetchLocality = 2;
+
+// Prefetches the line kPrefetchAhead bytes past p into L2.
+inline void PrefetchWeights(const uint8_t* p) {
+  __builtin_prefetch(p + kPrefetchAhead, 0, kPrefetchLocality);
+}
 
 // acc0/acc1 += chunk c of row n · x (two chains: vectors alternate).
-template <class Arch, class D>
+template <class Arch, bool Prefetch, class D>
 inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, size_t n, size_t c,
                       VF<Arch>& acc0, VF<Arch>& acc1) {
   using V = VF<Arch>;
   constexpr size_t N = V::size, kV = D::kVecs;
-  if constexpr (kPrefetchAhead != 0) {
-    __builtin_prefetch(dec.Row(n) + c * D::kChunkBytes + kPrefetchAhead);
+  if constexpr (Prefetch) {
+    // Once per cache line (chunks may be smaller); locality 2: into L2.
+    if ((c * D::kChunkBytes) % 64 < D::kChunkBytes) {
+      PrefetchWeights(dec.Row(n) + c * D::kChunkBytes);
+    }
   }
   const float* x = xs + c * D::kChunk;
   V wv[kV];
@@ -607,7 +625,7 @@ inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, s
 }
 
 // y[n] = row n · x.
-template <class Arch, class D>
+template <class Arch, bool Prefetch, class D>
 void GemvRow(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n, float* y,
              float* chunk_scale) {
   using V = VF<Arch>;
@@ -619,10 +637,10 @@ void GemvRow(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n, 
   if constexpr (D::kChunkScaled) dec.Scales(n, cc.full, chunk_scale);
   size_t c = 0;
   for (; c + 1 < cc.full; c += 2) {
-    GemvChunk<Arch>(dec, xs, chunk_scale, n, c, a0, a1);
-    GemvChunk<Arch>(dec, xs, chunk_scale, n, c + 1, a2, a3);
+    GemvChunk<Arch, Prefetch>(dec, xs, chunk_scale, n, c, a0, a1);
+    GemvChunk<Arch, Prefetch>(dec, xs, chunk_scale, n, c + 1, a2, a3);
   }
-  if (c < cc.full) GemvChunk<Arch>(dec, xs, chunk_scale, n, c, a0, a1);
+  if (c < cc.full) GemvChunk<Arch, Prefetch>(dec, xs, chunk_scale, n, c, a0, a1);
   if (cc.tail != 0) {
     V wv[kV];
     dec.Tail(n, cc.full, cc.tail, wv);
@@ -735,7 +753,11 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
   if constexpr (D::kChunkScaled) {
     chunk_scale = static_cast<float*>(Scratch<Arch, 3>(cc.full * sizeof(float)));
   }
-  for (size_t n = n_begin; n < n_end; ++n) GemvRow<Arch>(dec, cc, xs, n, y, chunk_scale);
+  if (cc.padded_k >= kPrefetchMinK) {
+    for (size_t n = n_begin; n < n_end; ++n) GemvRow<Arch, true>(dec, cc, xs, n, y, chunk_scale);
+  } else {
+    for (size_t n = n_begin; n < n_end; ++n) GemvRow<Arch, false>(dec, cc, xs, n, y, chunk_scale);
+  }
 }
 
 // The arch decode runs with: Arch itself, except in the avx512 table for

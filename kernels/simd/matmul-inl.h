@@ -602,13 +602,10 @@ inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, s
   using V = VF<Arch>;
   constexpr size_t N = V::size, kV = D::kVecs;
   if constexpr (Prefetch) {
-    // Once per 64-byte line: chunks may be shorter or longer than a line.
+    // Once per 64-byte line; a longer chunk would leave lines unprefetched.
+    static_assert(D::kChunkBytes <= 64);
     const size_t at = c * D::kChunkBytes;
-    if constexpr (D::kChunkBytes >= 64) {
-      for (size_t b = 0; b < D::kChunkBytes; b += 64) PrefetchWeights(dec.Row(n) + at + b);
-    } else if (at % 64 < D::kChunkBytes) {
-      PrefetchWeights(dec.Row(n) + at);
-    }
+    if (at % 64 < D::kChunkBytes) PrefetchWeights(dec.Row(n) + at);
   }
   const float* x = xs + c * D::kChunk;
   V wv[kV];

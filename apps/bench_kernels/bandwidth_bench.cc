@@ -58,6 +58,17 @@ double ReadBandwidth() {
   return bw;
 }
 
+double TimeProbeSlice(size_t bytes) {
+  static size_t offset = 0;
+  const AlignedBuffer& buf = ProbeBuffer();
+  if (offset + bytes > kProbeBytes) offset = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  benchmark::DoNotOptimize(ReadStream(buf.data() + offset, bytes));
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  offset += bytes;
+  return s;
+}
+
 namespace {
 
 void BM_ReadBandwidth(benchmark::State& state) {

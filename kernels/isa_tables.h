@@ -11,8 +11,9 @@ namespace qlm::kernels {
 void FillScalarTable(KernelTable& t);  // every entry: the references
 void FillAvx2Table(KernelTable& t);
 void FillAvx512Table(KernelTable& t);
-void FillAvx512VnniTable(KernelTable& t);  // VNNI / BF16 entries only
-void FillAvx512VbmiTable(KernelTable& t);  // VBMI entries only (sfp8 matmul)
+void FillAvx512VnniTable(KernelTable& t);     // VNNI / BF16 entries only
+void FillAvx512VnniI16Table(KernelTable& t);  // VNNI int8 prefill (replaces the int8 entry)
+void FillAvx512VbmiTable(KernelTable& t);     // VBMI entries only (sfp8 matmul)
 void FillNeonTable(KernelTable& t);
 
 }  // namespace qlm::kernels

@@ -152,6 +152,9 @@ const KernelTable& Avx512Table() {
       ApplyFill(t, FillAvx512VnniTable, Isa::kAvx512);
     }
 #endif
+#ifdef QLM_HAVE_AVX512_VNNI_I16
+    if (Cpu().avx512_vnni) ApplyFill(t, FillAvx512VnniI16Table, Isa::kAvx512);
+#endif
 #ifdef QLM_HAVE_AVX512_VBMI
     if (Cpu().avx512_vbmi) ApplyFill(t, FillAvx512VbmiTable, Isa::kAvx512);
 #endif

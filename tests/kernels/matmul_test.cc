@@ -127,7 +127,7 @@ TEST_P(MatmulTest, SubRangesWriteOnlyTheirColumns) {
   for (Isa isa : test::AllIsas()) {
     SCOPED_TRACE(IsaName(isa));
     const MatmulFn fn = GetTable(isa).matmul[static_cast<int>(fc.format)];
-    for (size_t m : {size_t{1}, size_t{3}}) {
+    for (size_t m : {size_t{1}, size_t{3}, size_t{6}}) {
       const std::vector<float> x = RandomVector(m * k, rng);
       std::vector<float> full(m * n);
       fn(w.q.view(), x.data(), m, full.data(), 0, n);
@@ -157,14 +157,15 @@ INSTANTIATE_TEST_SUITE_P(Formats, MatmulTest, ::testing::ValuesIn(test::AllForma
                          [](const auto& info) { return info.param.name; });
 
 // Shapes that cross the tiled path's K block (1024 inputs) and M block (64
-// rows), with a partial last panel of rows; and a long decode row.
+// rows), with a partial last panel of rows; a long decode row; and more rows
+// than one 32-row tile of the VNNI int8 prefill, with a partial second tile.
 TEST(MatmulTiledTest, BlockedShapesMatchScalarReference) {
   const KernelTable& scalar = GetTable(Isa::kScalar);
   std::mt19937 rng(5);
   struct Shape {
     size_t m, n, k;
   };
-  const Shape shapes[] = {{70, 6, 1100}, {2, 5, 2300}, {65, 3, 64}, {1, 5, 9001}};
+  const Shape shapes[] = {{70, 6, 1100}, {2, 5, 2300}, {65, 3, 64}, {1, 5, 9001}, {9, 40, 600}};
   for (const FormatCase& fc : test::AllFormatCases()) {
     SCOPED_TRACE(fc.name);
     for (const Shape& s : shapes) {

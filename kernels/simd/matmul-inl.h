@@ -584,14 +584,18 @@ struct ChunkCounts {
 // kPrefetchAhead bytes ahead into L2 (prefetcht1, locality 2) doubled bf16
 // (0.68) and took sfp8 to 0.34; f32 did not move (0.53). 2 and 4 KiB ahead,
 // and prefetchnta / prefetcht0, measured worse. The int8 decode
-// (matmul_i16-inl.h) does not prefetch: the same hint made it slower (0.52
-// -> 0.46 at 2304×9216). docs/benchmarks.md, session 5.
+// (matmul_i16-inl.h) takes the same hint: at 2304×9216 it went from 0.50 to
+// 0.72 of the probe (avx512) and 0.42 to 0.81 (avx2), session 7; session 5's
+// "slower" result measured a build where GCC had dropped the prefetch (see
+// PrefetchWeights). docs/benchmarks.md.
 inline constexpr size_t kPrefetchMinK = 4096;
 inline constexpr size_t kPrefetchAhead = 8192;
 inline constexpr int kPrefetchLocality = 2;
 
-// Prefetches the line kPrefetchAhead bytes past p into L2.
-inline void PrefetchWeights(const uint8_t* p) {
+// Prefetches the line kPrefetchAhead bytes past p into L2. always_inline:
+// GCC 12 silently dropped the prefetch of a plain inline function called
+// from an always_inline lambda (the int8 decode's group step).
+__attribute__((always_inline)) inline void PrefetchWeights(const uint8_t* p) {
   __builtin_prefetch(p + kPrefetchAhead, 0, kPrefetchLocality);
 }
 

@@ -585,9 +585,10 @@ struct ChunkCounts {
 // (0.68) and took sfp8 to 0.34; f32 did not move (0.53). 2 and 4 KiB ahead,
 // and prefetchnta / prefetcht0, measured worse. The int8 decode
 // (matmul_i16-inl.h) takes the same hint: at 2304×9216 it went from 0.50 to
-// 0.72 of the probe (avx512) and 0.42 to 0.81 (avx2), session 7; session 5's
-// "slower" result measured a build where GCC had dropped the prefetch (see
-// PrefetchWeights). docs/benchmarks.md.
+// 0.72 of the probe (avx512) and 0.42 to 0.81 (avx2) in session 7, with the
+// prefetch checked in the object code (session 5 had measured it slower; a
+// build where GCC dropped it, see PrefetchWeights, would explain that, but
+// that build is gone). docs/benchmarks.md.
 inline constexpr size_t kPrefetchMinK = 4096;
 inline constexpr size_t kPrefetchAhead = 8192;
 inline constexpr int kPrefetchLocality = 2;

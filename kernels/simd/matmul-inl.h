@@ -600,17 +600,22 @@ __attribute__((always_inline)) inline void PrefetchWeights(const uint8_t* p) {
   __builtin_prefetch(p + kPrefetchAhead, 0, kPrefetchLocality);
 }
 
-// acc0/acc1 += chunk c of row n · x (two chains: vectors alternate).
-template <class Arch, bool Prefetch, class D>
+// For each of R rows n + r: acc0[r]/acc1[r] += chunk c of that row · x (two
+// chains: vectors alternate). The x vectors are loaded once for all R rows;
+// each row's arithmetic is the same for any R, so R never changes a result.
+template <class Arch, bool Prefetch, size_t R, class D>
 inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, size_t n, size_t c,
-                      VF<Arch>& acc0, VF<Arch>& acc1) {
+                      VF<Arch> (&acc0)[R], VF<Arch> (&acc1)[R]) {
   using V = VF<Arch>;
   constexpr size_t N = V::size, kV = D::kVecs;
+  static_assert(R == 1 || !D::kChunkScaled, "chunk scales are per row: one row at a time");
   if constexpr (Prefetch) {
     // Once per 64-byte line; a longer chunk would leave lines unprefetched.
     static_assert(D::kChunkBytes <= 64);
     const size_t at = c * D::kChunkBytes;
-    if (at % 64 < D::kChunkBytes) PrefetchWeights(dec.Row(n) + at);
+    if (at % 64 < D::kChunkBytes) {
+      for (size_t r = 0; r < R; ++r) PrefetchWeights(dec.Row(n + r) + at);
+    }
   }
   const float* x = xs + c * D::kChunk;
   V wv[kV];
@@ -619,26 +624,31 @@ inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, s
     dec.Raw(n, c, wv);
     V t = wv[0] * V::load_aligned(x);
     for (size_t v = 1; v < kV; ++v) t = xsimd::fma(wv[v], V::load_aligned(x + v * N), t);
-    acc0 = xsimd::fma(t, V(chunk_scale[c]), acc0);
+    acc0[0] = xsimd::fma(t, V(chunk_scale[c]), acc0[0]);
   } else {
-    dec.Full(n, c, wv);
-    for (size_t v = 0; v < kV; v += 2) {
-      acc0 = xsimd::fma(wv[v], V::load_aligned(x + v * N), acc0);
-      if (v + 1 < kV) acc1 = xsimd::fma(wv[v + 1], V::load_aligned(x + (v + 1) * N), acc1);
+    V xv[kV];
+    for (size_t v = 0; v < kV; ++v) xv[v] = V::load_aligned(x + v * N);
+    for (size_t r = 0; r < R; ++r) {
+      dec.Full(n + r, c, wv);
+      for (size_t v = 0; v < kV; v += 2) {
+        acc0[r] = xsimd::fma(wv[v], xv[v], acc0[r]);
+        if (v + 1 < kV) acc1[r] = xsimd::fma(wv[v + 1], xv[v + 1], acc1[r]);
+      }
     }
   }
 }
 
-// y[n] = row n · x.
-template <class Arch, bool Prefetch, class D>
-void GemvRow(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n, float* y,
-             float* chunk_scale) {
+// y[n + r] = row n + r · x for r < R.
+template <class Arch, bool Prefetch, size_t R, class D>
+void GemvRows(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n, float* y,
+              float* chunk_scale) {
   using V = VF<Arch>;
   constexpr size_t N = V::size, kV = D::kVecs;
-  // Four accumulator chains (FMA latency × throughput): vectors alternate
-  // within a chunk, chunks alternate between two pairs (unrolled, so the
-  // accumulators stay in registers).
-  V a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+  // Four accumulator chains per row (FMA latency × throughput): vectors
+  // alternate within a chunk, chunks alternate between two pairs (unrolled,
+  // so the accumulators stay in registers).
+  V a0[R], a1[R], a2[R], a3[R];
+  for (size_t r = 0; r < R; ++r) a0[r] = a1[r] = a2[r] = a3[r] = V(0.0f);
   if constexpr (D::kChunkScaled) dec.Scales(n, cc.full, chunk_scale);
   size_t c = 0;
   for (; c + 1 < cc.full; c += 2) {
@@ -646,16 +656,18 @@ void GemvRow(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n, 
     GemvChunk<Arch, Prefetch>(dec, xs, chunk_scale, n, c + 1, a2, a3);
   }
   if (c < cc.full) GemvChunk<Arch, Prefetch>(dec, xs, chunk_scale, n, c, a0, a1);
-  if (cc.tail != 0) {
-    V wv[kV];
-    dec.Tail(n, cc.full, cc.tail, wv);
-    for (size_t v = 0; v < kV; ++v) {
-      a2 = xsimd::fma(wv[v], V::load_aligned(xs + cc.full * D::kChunk + v * N), a2);
+  for (size_t r = 0; r < R; ++r) {
+    if (cc.tail != 0) {
+      V wv[kV];
+      dec.Tail(n + r, cc.full, cc.tail, wv);
+      for (size_t v = 0; v < kV; ++v) {
+        a2[r] = xsimd::fma(wv[v], V::load_aligned(xs + cc.full * D::kChunk + v * N), a2[r]);
+      }
     }
+    float s = xsimd::hadd((a0[r] + a1[r]) + (a2[r] + a3[r]));
+    if constexpr (D::kHasRowScale) s *= dec.RowScale(n + r);
+    y[n + r] = s;
   }
-  float s = xsimd::hadd((a0 + a1) + (a2 + a3));
-  if constexpr (D::kHasRowScale) s *= dec.RowScale(n);
-  y[n] = s;
 }
 
 // ---------------------------------------------------------------------------
@@ -758,11 +770,24 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
   if constexpr (D::kChunkScaled) {
     chunk_scale = static_cast<float*>(Scratch<Arch, 3>(cc.full * sizeof(float)));
   }
-  if (cc.padded_k >= kPrefetchMinK) {
-    for (size_t n = n_begin; n < n_end; ++n) GemvRow<Arch, true>(dec, cc, xs, n, y, chunk_scale);
-  } else {
-    for (size_t n = n_begin; n < n_end; ++n) GemvRow<Arch, false>(dec, cc, xs, n, y, chunk_scale);
+  if (cc.padded_k < kPrefetchMinK) {
+    for (size_t n = n_begin; n < n_end; ++n) {
+      GemvRows<Arch, false, 1>(dec, cc, xs, n, y, chunk_scale);
+    }
+    return;
   }
+  // Long rows: x no longer fits L1 beside the weight lines in flight, so
+  // two rows share each x load (halving x's L2 traffic per weight byte);
+  // both rows' streams are prefetched. Interleaved A/B runs at 2304×9216
+  // (session 7, docs/benchmarks.md), fraction of the probe, one row → two:
+  // f32 0.54 → 0.70, sfp8 0.34 → 0.37, but bf16 0.69 → 0.58, so bf16 (whose
+  // decode is one shift, the most stream-bound) keeps one row at a time.
+  constexpr size_t kPair = D::kChunkScaled || F == Format::kBF16 ? 1 : 2;
+  size_t n = n_begin;
+  for (; n + kPair <= n_end; n += kPair) {
+    GemvRows<Arch, true, kPair>(dec, cc, xs, n, y, chunk_scale);
+  }
+  for (; n < n_end; ++n) GemvRows<Arch, true, 1>(dec, cc, xs, n, y, chunk_scale);
 }
 
 // The arch decode runs with: Arch itself, except in the avx512 table for

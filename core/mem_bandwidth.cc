@@ -38,4 +38,24 @@ double ReadBandwidthProbe::Measure(const kernels::KernelTable& table, int passes
   return best;
 }
 
+double ReadBandwidthProbe::Stream(const kernels::KernelTable& table, size_t bytes) {
+  const uint64_t* p = buf_.as<uint64_t>();
+  std::vector<uint64_t> sink(pool_.num_threads(), 0);
+  size_t left = (bytes + sizeof(uint64_t) - 1) / sizeof(uint64_t);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (left > 0) {
+    const size_t begin = cursor_, n = std::min(left, words_ - begin);
+    pool_.ParallelFor(n, 8, [&](size_t b, size_t e, size_t idx) {
+      sink[idx] += table.read_sum(p + begin + b, (e - b) * sizeof(uint64_t));
+    });
+    left -= n;
+    cursor_ = (begin + n) % words_;
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (uint64_t v : sink) sink_ += v;
+  volatile uint64_t keep = sink_;
+  (void)keep;
+  return s;
+}
+
 }  // namespace qlm

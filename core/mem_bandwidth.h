@@ -27,10 +27,21 @@ class ReadBandwidthProbe {
   // with): the best of `passes` passes after one warm-up pass.
   double Measure(const kernels::KernelTable& table, int passes = 5);
 
+  // Seconds to stream the next `bytes` bytes of the buffer (wrapping; each
+  // call continues where the last one stopped, so the data is never still in
+  // cache), split across the pool like Measure. `qlm bench` runs one such
+  // slice of a token's worth of bytes right after every decoded token: the
+  // paired fraction Σ slice seconds / Σ token seconds then compares the
+  // decode with the memory system at the same moments, which a probe once
+  // per repetition cannot do while the host moves the bandwidth around.
+  double Stream(const kernels::KernelTable& table, size_t bytes);
+
  private:
   ThreadPool& pool_;
   AlignedBuffer buf_;
   size_t words_ = 0;
+  size_t cursor_ = 0;  // next word Stream reads
+  uint64_t sink_ = 0;  // Stream's sums, kept observable
 };
 
 }  // namespace qlm

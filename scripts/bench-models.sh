@@ -4,7 +4,8 @@
 # printed as markdown rows (t/s, and decode as a fraction of the read
 # bandwidth, which `qlm bench` re-measures right before every tg repetition;
 # "read bandwidth" is the mean of those probes, the fraction the mean of the
-# per-repetition fractions).
+# per-repetition fractions; "paired fraction" compares every decoded token
+# with a probe read of the same bytes right after it, `qlm bench --paired`).
 #
 #   [QLM=path/to/qlm] [REPS=2] scripts/bench-models.sh [MODEL_DIR] [QLM_DIR]
 #
@@ -36,24 +37,26 @@ runs=(
   "f32|$model --quant f32|64|16|2"
 )
 
-echo "| format | threads | test | t/s | bytes/token | read bandwidth | fraction |"
-echo "|---|---:|---|---:|---:|---:|---:|"
+echo "| format | threads | test | t/s | bytes/token | read bandwidth | fraction | paired fraction |"
+echo "|---|---:|---|---:|---:|---:|---:|---:|"
 for r in "${runs[@]}"; do
   IFS='|' read -r format margs pp tg threads <<<"$r"
   for t in $threads; do
     # shellcheck disable=SC2086
-    $qlm bench -m $margs -p "$pp" -n "$tg" -r "$reps" -t "$t" --json 2>/dev/null | python3 -c '
+    $qlm bench -m $margs -p "$pp" -n "$tg" -r "$reps" -t "$t" --paired --json 2>/dev/null | python3 -c '
 import json, sys
 fmt = sys.argv[1]
 for line in sys.stdin:
     j = json.loads(line)
     tg = j["test"].startswith("tg")
-    print("| %s | %d | %s | %.2f ± %.2f | %s | %s | %s |" % (
+    print("| %s | %d | %s | %.2f ± %.2f | %s | %s | %s | %s |" % (
         fmt, j["threads"], j["test"], j["tokens_per_s"], j["stddev"],
         "%.2f GB" % (j["bytes_per_token"] / 1e9) if tg else "-",
         "%.1f GB/s" % (j["read_bandwidth"] / 1e9) if tg else "-",
         "%.1f ± %.1f %%" % (100 * j["bandwidth_fraction"],
-                            100 * j["bandwidth_fraction_stddev"]) if tg else "-"))
+                            100 * j["bandwidth_fraction_stddev"]) if tg else "-",
+        "%.1f ± %.1f %%" % (100 * j["bandwidth_fraction_paired"],
+                            100 * j["bandwidth_fraction_paired_stddev"]) if tg else "-"))
 ' "$format"
   done
 done

@@ -4,7 +4,7 @@
 // -r times (mean ± sample std). Decode is also reported against the
 // machine's read bandwidth, measured here with the same thread count.
 //   qlm bench -m DIR [--quant Q] [-p 512] [-n 128] [-t T] [-r 5] [--json]
-//             [--kernels ISA] [--kv-type f32|bf16|int8|sfp8]
+//             [--paired] [--kernels ISA] [--kv-type f32|bf16|int8|sfp8]
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -42,6 +42,7 @@ struct BenchArgs {
   int reps = 5;
   size_t batch = 0;  // 0 = the whole prompt in one batch
   bool json = false;
+  bool paired = false;  // a probe slice after every decoded token
   std::string kernels;
   std::string kv_type = "f32";
 };
@@ -181,6 +182,7 @@ void Bench(const BenchArgs& a) {
     Stat tps;
     double bytes_per_token = 0.0;
     Stat bw_fraction, bandwidth;  // tg only
+    Stat bw_fraction_paired;      // tg only: see ReadBandwidthProbe::Stream
   };
   std::vector<Row> rows;
 
@@ -195,28 +197,48 @@ void Bench(const BenchArgs& a) {
       const double s = Seconds(t0);
       if (r > 0) tps.push_back(static_cast<double>(ids.size()) / s);
     }
-    rows.push_back({fmt::format("pp{}", a.n_prompt), MeanStd(tps), 0.0, {}, {}});
+    rows.push_back({fmt::format("pp{}", a.n_prompt), MeanStd(tps), 0.0, {}, {}, {}});
   }
   if (a.n_gen > 0) {
     const double bytes_per_token = static_cast<double>(wt.decode_bytes) +
                                    KvBytesPerToken(c, kv_type, 0, static_cast<size_t>(a.n_gen));
-    std::vector<double> tps, bws, fractions;
+    const size_t slice_bytes = static_cast<size_t>(bytes_per_token);
+    std::vector<double> tps, bws, fractions, paired;
     for (int r = 0; r <= a.reps; ++r) {  // r == 0: warm-up
       const double bw = probe->Measure(table, 3);
       session.Reset();
       int32_t tok = dist(rng);
-      const auto t0 = std::chrono::steady_clock::now();
-      for (int i = 0; i < a.n_gen; ++i) tok = Argmax(session.Forward(std::span(&tok, 1)));
-      const double s = Seconds(t0);
+      // With --paired each token is timed alone and followed, untimed, by a
+      // probe slice of the same bytes.
+      double s = 0.0, probe_s = 0.0;
+      if (a.paired) {
+        for (int i = 0; i < a.n_gen; ++i) {
+          const auto t0 = std::chrono::steady_clock::now();
+          tok = Argmax(session.Forward(std::span(&tok, 1)));
+          s += Seconds(t0);
+          probe_s += probe->Stream(table, slice_bytes);
+        }
+      } else {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < a.n_gen; ++i) tok = Argmax(session.Forward(std::span(&tok, 1)));
+        s = Seconds(t0);
+      }
       if (r == 0) continue;
       tps.push_back(static_cast<double>(a.n_gen) / s);
       bws.push_back(bw);
       fractions.push_back(tps.back() * bytes_per_token / bw);
-      spdlog::info("tg repetition {}: {:.2f} t/s, read bandwidth {:.2f} GB/s, {:.1f} %", r,
-                   tps.back(), bw / 1e9, 100.0 * fractions.back());
+      if (a.paired) {
+        paired.push_back(probe_s / s);
+        spdlog::info(
+            "tg repetition {}: {:.2f} t/s, read bandwidth {:.2f} GB/s, {:.1f} %, paired {:.1f} %",
+            r, tps.back(), bw / 1e9, 100.0 * fractions.back(), 100.0 * paired.back());
+      } else {
+        spdlog::info("tg repetition {}: {:.2f} t/s, read bandwidth {:.2f} GB/s, {:.1f} %", r,
+                     tps.back(), bw / 1e9, 100.0 * fractions.back());
+      }
     }
     rows.push_back({fmt::format("tg{}", a.n_gen), MeanStd(tps), bytes_per_token, MeanStd(fractions),
-                    MeanStd(bws)});
+                    MeanStd(bws), MeanStd(paired)});
   }
 
   const std::string name = c.model_type;
@@ -238,6 +260,13 @@ void Bench(const BenchArgs& a) {
       j["bandwidth_fraction"] = r.bw_fraction.mean;
       j["bandwidth_fraction_stddev"] = r.bw_fraction.stddev;
       j["read_bandwidth"] = r.bandwidth.mean;
+      if (a.paired && r.bytes_per_token > 0) {
+        j["bandwidth_fraction_paired"] = r.bw_fraction_paired.mean;
+        j["bandwidth_fraction_paired_stddev"] = r.bw_fraction_paired.stddev;
+      } else {
+        j["bandwidth_fraction_paired"] = nullptr;
+        j["bandwidth_fraction_paired_stddev"] = nullptr;
+      }
       j["repetitions"] = a.reps;
       std::printf("%s\n", j.dump().c_str());
     }
@@ -245,11 +274,15 @@ void Bench(const BenchArgs& a) {
     std::printf("| model | size | params | format | ISA | threads | test | t/s | bandwidth |\n");
     std::printf("| --- | ---: | ---: | --- | --- | ---: | --- | ---: | ---: |\n");
     for (const Row& r : rows) {
-      const std::string bw =
-          r.bytes_per_token > 0
-              ? fmt::format("{:.1f} ± {:.1f} % of {:.1f} GB/s", 100.0 * r.bw_fraction.mean,
-                            100.0 * r.bw_fraction.stddev, r.bandwidth.mean / 1e9)
-              : std::string("-");
+      std::string bw = "-";
+      if (r.bytes_per_token > 0) {
+        bw = fmt::format("{:.1f} ± {:.1f} % of {:.1f} GB/s", 100.0 * r.bw_fraction.mean,
+                         100.0 * r.bw_fraction.stddev, r.bandwidth.mean / 1e9);
+        if (a.paired) {
+          bw += fmt::format("; paired {:.1f} ± {:.1f} %", 100.0 * r.bw_fraction_paired.mean,
+                            100.0 * r.bw_fraction_paired.stddev);
+        }
+      }
       std::printf("| %s | %s | %s | %s | %s | %zu | %s | %.2f ± %.2f | %s |\n", name.c_str(),
                   HumanBytes(static_cast<double>(wt.bytes)).c_str(),
                   HumanCount(static_cast<double>(wt.params)).c_str(), format.c_str(), model.isa(),
@@ -279,6 +312,11 @@ void AddBenchCommand(CLI::App& app) {
                   "Prompt tokens per forward batch (0 = the whole prompt)")
       ->capture_default_str();
   cmd->add_flag("--json", a->json, "One JSON object per test and line instead of a table");
+  cmd->add_flag("--paired", a->paired,
+                "After every decoded token, stream the same bytes through the bandwidth probe "
+                "(untimed) and also report decode against those streams "
+                "(bandwidth_fraction_paired): robust where the machine's bandwidth moves "
+                "between moments; doubles tg time and evicts caches between tokens");
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   cmd->add_option("--kv-type", a->kv_type, "KV cache storage: f32, bf16, int8 or sfp8")

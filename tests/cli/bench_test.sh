@@ -32,6 +32,18 @@ for l in lines:
 tg = lines[1]
 assert tg["bytes_per_token"] > 0, tg
 assert 0 < tg["bandwidth_fraction"] < 1000, tg
+assert tg["bandwidth_fraction_paired"] is None, tg  # only with --paired
+PY
+    # --paired: every token followed by a probe slice of its bytes.
+    "$QLM" bench -m "$TMP/m" -p 0 -n 4 -r 2 -t 2 --paired --json >"$TMP/out" 2>"$TMP/err" ||
+      fail "bench --paired failed: $(cat "$TMP/err")"
+    grep -q 'paired' "$TMP/err" || fail "no per-repetition paired line: $(cat "$TMP/err")"
+    python3 - "$TMP/out" <<'PY' || exit 1
+import json, sys
+tg = json.loads(open(sys.argv[1]).read())
+assert tg["test"] == "tg4", tg
+assert 0 < tg["bandwidth_fraction_paired"] < 1000, tg
+assert tg["bandwidth_fraction_paired_stddev"] >= 0, tg
 PY
     ;;
   bench_table)

@@ -1,18 +1,17 @@
-// AVX-512 VNNI prefill (m >= 2) of int8 weights with f32 activations,
+// AVX-512 VNNI prefill (m >= 4) of int8 weights with f32 activations,
 // through 16-bit activation codes and vpdpwssd (s16 × s16 pairs → s32).
 // This file alone is compiled with -mavx512vnni (no BF16 needed); the
 // registry patches its entry into the avx512 table only when the CPU reports
-// VNNI, and the entry hands m == 1 (and tiny m) to the entry it replaced.
+// VNNI, and the entry hands m < 4 (decode included) to the entry it replaced.
 //
 // Why: the f32-activation prefill decodes int8 weights to f32 panels and
 // runs f32 FMAs, 16 multiply-adds per instruction, so one Zen 4 core tops
-// out near ~60 GFLOP/s on real shapes; Gemma-2-2B's pp512 ≥ 60 t/s on two
-// threads needs ~120 per core. The int8-activation path (vpdpbusd) is fast
-// but rounds activations to 8 bits per 32-block, which costs the int8 model
-// 0.3 points of top-1 agreement (core/forward.h). Here x is rounded to
-// int16 codes per 32-block instead (error ≤ 2^-16 of the block's |x|max,
-// ~250× below the int8 weights' own rounding; the same codes the int8
-// decode uses), and the products are exact in int32.
+// out near ~80 GFLOP/s on real shapes (M = 64, docs/benchmarks.md);
+// Gemma-2-2B's pp512 ≥ 60 t/s on two threads needs ~120 per core. The int8-activation path
+// (vpdpbusd) is fast but rounds activations to 8 bits per 32-block, which costs the int8 model 0.3
+// points of top-1 agreement (core/forward.h). Here x is rounded to int16 codes per 32-block instead
+// (error ≤ 2^-16 of the block's |x|max, ~250× below the int8 weights' own rounding; the same codes
+// the int8 decode uses), and the products are exact in int32.
 //
 // Layout: 16 weight rows sit in the 16 lanes of a vector (one lane per
 // output row), so no horizontal reduction is ever needed. Per tile of 32
@@ -115,13 +114,14 @@ struct Panel {
   __m512* s;   // [groups][kRowVecs]
 };
 
-// Repacks groups [g0, g0 + gc) of the rows whose byte offsets (from
-// `data`) are in `offs` (short tiles repeat their last row).
-void Repack(const QTensor& w, const __m512i offs[kRowVecs], const size_t rows[kTileRows], size_t g0,
-            size_t gc, Panel p) {
+// Repacks groups [g0, g0 + gc) of the tile's rows: `rows` (short tiles
+// repeat their last row), whose byte offsets from `tile` (the first row's
+// data) are in `offs`.
+void Repack(const QTensor& w, const uint8_t* tile, const __m512i offs[kRowVecs],
+            const size_t rows[kTileRows], size_t g0, size_t gc, Panel p) {
   const size_t groups = w.desc.groups_per_row;
   for (size_t g = 0; g < gc; ++g) {
-    const uint8_t* base = w.data + (g0 + g) * kGroup;
+    const uint8_t* base = tile + (g0 + g) * kGroup;
     for (size_t s = 0; s < kQuadsPerGroup; ++s) {
       for (size_t r = 0; r < kRowVecs; ++r) {
         const __m512i v = _mm512_i32gather_epi32(offs[r], base + 4 * s, 1);
@@ -244,14 +244,9 @@ void MatmulInt8I16Vnni(const QTensor& w, const float* x, size_t m, float* y, siz
       offs[r] = _mm512_load_si512(off + r * kLanes);
       mask[r] = FirstLanes(nr > r * kLanes ? nr - r * kLanes : 0);
     }
-    const QTensor tile_w = [&] {
-      QTensor t = w;
-      t.data = w.data + n0 * d.row_bytes;
-      return t;
-    }();
     for (size_t g0 = 0; g0 < groups; g0 += kChunkGroups) {
       const size_t gc = std::min(kChunkGroups, groups - g0);
-      Repack(tile_w, offs, rows, g0, gc, p);
+      Repack(w, w.data + n0 * d.row_bytes, offs, rows, g0, gc, p);
       for (size_t i = 0; i < m; i += kTileTokens) {
         MicroTileDispatch(std::min(kTileTokens, m - i), p, gc, xq + i * kp + g0 * kGroup, kp,
                           sx + i * groups + g0, groups, y + i * ldy + n0, ldy, mask, g0 != 0);

@@ -208,34 +208,26 @@ void Bench(const BenchArgs& a) {
       const double bw = probe->Measure(table, 3);
       session.Reset();
       int32_t tok = dist(rng);
-      // With --paired each token is timed alone and followed, untimed, by a
-      // probe slice of the same bytes.
+      // Each token is timed alone; with --paired it is followed, untimed, by
+      // a probe slice of the same bytes.
       double s = 0.0, probe_s = 0.0;
-      if (a.paired) {
-        for (int i = 0; i < a.n_gen; ++i) {
-          const auto t0 = std::chrono::steady_clock::now();
-          tok = Argmax(session.Forward(std::span(&tok, 1)));
-          s += Seconds(t0);
-          probe_s += probe->Stream(table, slice_bytes);
-        }
-      } else {
+      for (int i = 0; i < a.n_gen; ++i) {
         const auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < a.n_gen; ++i) tok = Argmax(session.Forward(std::span(&tok, 1)));
-        s = Seconds(t0);
+        tok = Argmax(session.Forward(std::span(&tok, 1)));
+        s += Seconds(t0);
+        if (a.paired) probe_s += probe->Stream(table, slice_bytes);
       }
       if (r == 0) continue;
       tps.push_back(static_cast<double>(a.n_gen) / s);
       bws.push_back(bw);
       fractions.push_back(tps.back() * bytes_per_token / bw);
+      std::string paired_note;
       if (a.paired) {
         paired.push_back(probe_s / s);
-        spdlog::info(
-            "tg repetition {}: {:.2f} t/s, read bandwidth {:.2f} GB/s, {:.1f} %, paired {:.1f} %",
-            r, tps.back(), bw / 1e9, 100.0 * fractions.back(), 100.0 * paired.back());
-      } else {
-        spdlog::info("tg repetition {}: {:.2f} t/s, read bandwidth {:.2f} GB/s, {:.1f} %", r,
-                     tps.back(), bw / 1e9, 100.0 * fractions.back());
+        paired_note = fmt::format(", paired {:.1f} %", 100.0 * paired.back());
       }
+      spdlog::info("tg repetition {}: {:.2f} t/s, read bandwidth {:.2f} GB/s, {:.1f} %{}", r,
+                   tps.back(), bw / 1e9, 100.0 * fractions.back(), paired_note);
     }
     rows.push_back({fmt::format("tg{}", a.n_gen), MeanStd(tps), bytes_per_token, MeanStd(fractions),
                     MeanStd(bws), MeanStd(paired)});

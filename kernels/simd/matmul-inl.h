@@ -580,22 +580,20 @@ struct ChunkCounts {
 // sequential stream even without any arithmetic.)
 // ---------------------------------------------------------------------------
 
-// Software prefetch of the weight stream, only for long rows. With K up to a
-// few thousand the hardware prefetcher alone keeps up (prefetching 0.5-16
-// KiB ahead measured as fast or slower there). With K >= kPrefetchMinK
-// (Gemma's down projection, 2304×9216) the stream falls far behind without
-// help: bf16 decode read 0.33 of the probe, sfp8 0.27 (x, 36 KiB of f32, no
-// longer fits L1 beside the weight lines in flight). Prefetching
-// kPrefetchAhead bytes ahead into L2 (prefetcht1, locality 2) doubled bf16
-// (0.68) and took sfp8 to 0.34; f32 did not move (0.53). 2 and 4 KiB ahead,
-// and prefetchnta / prefetcht0, measured worse. The int8 decode
-// (matmul_i16-inl.h) takes the same hint: at 2304×9216 it went from 0.50 to
-// 0.72 of the probe (avx512) and 0.42 to 0.81 (avx2) in session 7, with the
-// prefetch checked in the object code (session 5 had measured it slower; a
-// build where GCC dropped it, see PrefetchWeights, would explain that, but
-// that build is gone). docs/benchmarks.md.
-inline constexpr size_t kPrefetchMinK = 4096;
+// Software prefetch of the weight stream, kPrefetchAhead bytes ahead into
+// L2 (prefetcht1, locality 2), for every row length. Zen 4 (sessions 3-7)
+// needed it only for long rows (K >= 4096, Gemma's down projection: bf16
+// 0.33 -> 0.68 of the probe at 2304x9216) and measured short rows as fast
+// without it. On the Zen 5 VM of session 8 the short rows fall behind too:
+// 9216x2304, M=1, fraction of the probe without -> with the prefetch, int8
+// 0.75 -> 0.91-1.06, sfp8 0.59 -> 0.70-0.81, bf16 0.93 -> 0.96, f32 flat
+// within the VM's noise; 16 and 24 KiB ahead were no better, 32 KiB worse
+// (docs/benchmarks.md, session 8). The int8 decode (matmul_i16-inl.h)
+// takes the same hint.
 inline constexpr size_t kPrefetchAhead = 8192;
+// Rows at least this long count as long: f32 decode reads two rows per x
+// load there, and the avx512 table decodes int8 on 256-bit vectors.
+inline constexpr size_t kLongRowK = 4096;
 inline constexpr int kPrefetchLocality = 2;
 
 // Prefetches the line `Ahead` bytes past p into L2. always_inline: GCC 12
@@ -786,22 +784,18 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
   if constexpr (D::kChunkScaled) {
     chunk_scale = static_cast<float*>(Scratch<Arch, 3>(cc.full * sizeof(float)));
   }
-  if (cc.padded_k < kPrefetchMinK) {
-    for (size_t n = n_begin; n < n_end; ++n) {
-      GemvRows<Arch, false, 1>(dec, cc, xs, n, y, chunk_scale);
-    }
-    return;
-  }
-  // Long rows: x no longer fits L1 beside the weight lines in flight, so
-  // two rows share each x load (halving x's L2 traffic per weight byte);
-  // both rows' streams are prefetched. Interleaved A/B runs at 2304×9216
-  // (session 7, docs/benchmarks.md), fraction of the probe, one row → two:
-  // f32 0.54 → 0.70, sfp8 0.34 → 0.37, but bf16 0.69 → 0.58, so bf16 (whose
-  // decode is one shift, the most stream-bound) keeps one row at a time.
-  constexpr size_t kPair = D::kChunkScaled || F == Format::kBF16 ? 1 : 2;
+  // Long f32 rows: x no longer fits L1 beside the weight lines in flight,
+  // so two rows share each x load (halving x's L2 traffic per weight
+  // byte). At 2304x9216 on Zen 4 (session 7) f32 went 0.54 -> 0.70 of the
+  // probe with it; bf16 went 0.69 -> 0.58, and sfp8, 0.34 -> 0.37 there,
+  // fell from ~0.5 to 0.34 on the Zen 5 VM of session 8 (and from ~0.7 to
+  // 0.36 at 9216x2304), so every other format reads one row at a time.
+  constexpr size_t kPair = F == Format::kF32 ? 2 : 1;
   size_t n = n_begin;
-  for (; n + kPair <= n_end; n += kPair) {
-    GemvRows<Arch, true, kPair>(dec, cc, xs, n, y, chunk_scale);
+  if (cc.padded_k >= kLongRowK) {
+    for (; n + kPair <= n_end; n += kPair) {
+      GemvRows<Arch, true, kPair>(dec, cc, xs, n, y, chunk_scale);
+    }
   }
   for (; n < n_end; ++n) GemvRows<Arch, true, 1>(dec, cc, xs, n, y, chunk_scale);
 }

@@ -83,8 +83,7 @@ inline float HsumPs256(__m256 v) {
 }
 
 // Σ_g coef[g] · Σ_{k in g} w_k · xq_k for one row of 32-byte groups.
-// Prefetch: PrefetchWeights once per 64-byte line (every second group), for
-// long rows only (see kPrefetchMinK).
+// Prefetch: PrefetchWeights once per 64-byte line (every second group).
 template <class Arch, bool Prefetch>
 inline float Int8I16Row(const uint8_t* row, const int16_t* xq, const float* coef, size_t groups) {
   static_assert(2 * kI16Block == 64);
@@ -140,16 +139,9 @@ void GemvInt8I16(const QTensor& w, const float* x, float* y, size_t n_begin, siz
   float* sx = static_cast<float*>(Scratch<Arch, 6>(2 * groups * sizeof(float) + 64));
   float* coef = sx + (groups + 15) / 16 * 16;
   QuantizeActs16<Arch>(xs, kp, xq, sx);
-  auto rows = [&]<bool Prefetch>() {
-    for (size_t n = n_begin; n < n_end; ++n) {
-      RowCoefs<Arch>(w.scales + n * groups, sx, groups, coef);
-      y[n] = Int8I16Row<Arch, Prefetch>(w.data + n * d.row_bytes, xq, coef, groups);
-    }
-  };
-  if (kp >= kPrefetchMinK) {
-    rows.template operator()<true>();
-  } else {
-    rows.template operator()<false>();
+  for (size_t n = n_begin; n < n_end; ++n) {
+    RowCoefs<Arch>(w.scales + n * groups, sx, groups, coef);
+    y[n] = Int8I16Row<Arch, true>(w.data + n * d.row_bytes, xq, coef, groups);
   }
 }
 
@@ -162,12 +154,12 @@ void MatmulInt8X86(const QTensor& w, const float* x, size_t m, float* y, size_t 
   CheckMatmulArgs(w, Format::kInt8, n_begin, n_end);
   if (n_begin == n_end) return;
 #if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
-  // Long rows (K >= kPrefetchMinK) decode on 256-bit vectors in the avx512
+  // Long rows (K >= kLongRowK) decode on 256-bit vectors in the avx512
   // table: interleaved A/B at 2304×9216, M=1 (session 7) read 0.86 / 0.86 of
   // the probe with ymm against 0.78 / 0.77 with zmm; at K = 2304 zmm stays
   // ahead (0.99 vs 0.95 for the avx2 table's ymm code).
   if constexpr (std::is_same_v<Arch, xsimd::avx512bw>) {
-    if (w.desc.padded_cols >= kPrefetchMinK) {
+    if (w.desc.padded_cols >= kLongRowK) {
       return GemvInt8I16<avx512_ymm>(w, x, y, n_begin, n_end);
     }
   }

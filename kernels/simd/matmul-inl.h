@@ -617,19 +617,17 @@ inline constexpr size_t kPrefetchAheadOf = [] {
 // For each of R rows n + r: acc0[r]/acc1[r] += chunk c of that row · x (two
 // chains: vectors alternate). The x vectors are loaded once for all R rows;
 // each row's arithmetic is the same for any R, so R never changes a result.
-template <class Arch, bool Prefetch, size_t R, class D>
+template <class Arch, size_t R, class D>
 inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, size_t n, size_t c,
                       VF<Arch> (&acc0)[R], VF<Arch> (&acc1)[R]) {
   using V = VF<Arch>;
   constexpr size_t N = V::size, kV = D::kVecs;
   static_assert(R == 1 || !D::kChunkScaled, "chunk scales are per row: one row at a time");
-  if constexpr (Prefetch) {
-    // Once per 64-byte line; a longer chunk would leave lines unprefetched.
-    static_assert(D::kChunkBytes <= 64);
-    const size_t at = c * D::kChunkBytes;
-    if (at % 64 < D::kChunkBytes) {
-      for (size_t r = 0; r < R; ++r) PrefetchWeights<kPrefetchAheadOf<D>>(dec.Row(n + r) + at);
-    }
+  // Prefetch once per 64-byte line; a longer chunk would leave lines
+  // unprefetched.
+  static_assert(D::kChunkBytes <= 64);
+  if (const size_t at = c * D::kChunkBytes; at % 64 < D::kChunkBytes) {
+    for (size_t r = 0; r < R; ++r) PrefetchWeights<kPrefetchAheadOf<D>>(dec.Row(n + r) + at);
   }
   const float* x = xs + c * D::kChunk;
   V wv[kV];
@@ -653,7 +651,7 @@ inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, s
 }
 
 // y[n + r] = row n + r · x for r < R.
-template <class Arch, bool Prefetch, size_t R, class D>
+template <class Arch, size_t R, class D>
 void GemvRows(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n, float* y,
               float* chunk_scale) {
   using V = VF<Arch>;
@@ -666,10 +664,10 @@ void GemvRows(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n,
   if constexpr (D::kChunkScaled) dec.Scales(n, cc.full, chunk_scale);
   size_t c = 0;
   for (; c + 1 < cc.full; c += 2) {
-    GemvChunk<Arch, Prefetch>(dec, xs, chunk_scale, n, c, a0, a1);
-    GemvChunk<Arch, Prefetch>(dec, xs, chunk_scale, n, c + 1, a2, a3);
+    GemvChunk<Arch>(dec, xs, chunk_scale, n, c, a0, a1);
+    GemvChunk<Arch>(dec, xs, chunk_scale, n, c + 1, a2, a3);
   }
-  if (c < cc.full) GemvChunk<Arch, Prefetch>(dec, xs, chunk_scale, n, c, a0, a1);
+  if (c < cc.full) GemvChunk<Arch>(dec, xs, chunk_scale, n, c, a0, a1);
   for (size_t r = 0; r < R; ++r) {
     if (cc.tail != 0) {
       V wv[kV];
@@ -794,10 +792,10 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
   size_t n = n_begin;
   if (cc.padded_k >= kLongRowK) {
     for (; n + kPair <= n_end; n += kPair) {
-      GemvRows<Arch, true, kPair>(dec, cc, xs, n, y, chunk_scale);
+      GemvRows<Arch, kPair>(dec, cc, xs, n, y, chunk_scale);
     }
   }
-  for (; n < n_end; ++n) GemvRows<Arch, true, 1>(dec, cc, xs, n, y, chunk_scale);
+  for (; n < n_end; ++n) GemvRows<Arch, 1>(dec, cc, xs, n, y, chunk_scale);
 }
 
 // The arch decode runs with: Arch itself, except in the avx512 table for

@@ -84,14 +84,14 @@ inline float HsumPs256(__m256 v) {
 
 // Σ_g coef[g] · Σ_{k in g} w_k · xq_k for one row of 32-byte groups.
 // Prefetch: PrefetchWeights once per 64-byte line (every second group).
-template <class Arch, bool Prefetch>
+template <class Arch>
 inline float Int8I16Row(const uint8_t* row, const int16_t* xq, const float* coef, size_t groups) {
   static_assert(2 * kI16Block == 64);
 #if defined(__AVX512BW__)
   if constexpr (kAvx512<Arch>) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     auto group = [&](size_t g, __m512 & acc) __attribute__((always_inline)) {
-      if (Prefetch && g % 2 == 0) PrefetchWeights(row + g * kI16Block);
+      if (g % 2 == 0) PrefetchWeights(row + g * kI16Block);
       const __m512i w = _mm512_cvtepi8_epi16(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + g * kI16Block)));
       const __m512i p = _mm512_madd_epi16(w, _mm512_load_si512(xq + g * kI16Block));
@@ -109,7 +109,7 @@ inline float Int8I16Row(const uint8_t* row, const int16_t* xq, const float* coef
 #endif
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   auto group = [&](size_t g, __m256 & acc) __attribute__((always_inline)) {
-    if (Prefetch && g % 2 == 0) PrefetchWeights(row + g * kI16Block);
+    if (g % 2 == 0) PrefetchWeights(row + g * kI16Block);
     const uint8_t* p = row + g * kI16Block;
     const int16_t* x = xq + g * kI16Block;
     const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -141,7 +141,7 @@ void GemvInt8I16(const QTensor& w, const float* x, float* y, size_t n_begin, siz
   QuantizeActs16<Arch>(xs, kp, xq, sx);
   for (size_t n = n_begin; n < n_end; ++n) {
     RowCoefs<Arch>(w.scales + n * groups, sx, groups, coef);
-    y[n] = Int8I16Row<Arch, true>(w.data + n * d.row_bytes, xq, coef, groups);
+    y[n] = Int8I16Row<Arch>(w.data + n * d.row_bytes, xq, coef, groups);
   }
 }
 

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -37,7 +38,15 @@ namespace {
 using kernels::Isa;
 using kernels::KernelTable;
 
-constexpr size_t kRotationBytes = size_t{128} << 20;
+// Bytes the copies of one weight tensor add up to. QLM_BENCH_ROTATION_MIB
+// overrides the 128 MiB; 0 keeps one copy, so a tensor smaller than the
+// caches is timed cache-resident: the compute ceiling of a decoder.
+size_t RotationBytes() {
+  if (const char* e = std::getenv("QLM_BENCH_ROTATION_MIB"); e != nullptr && *e != '\0') {
+    return static_cast<size_t>(std::strtoull(e, nullptr, 10)) << 20;
+  }
+  return size_t{128} << 20;
+}
 
 // Fast deterministic uniform floats in [-1, 1) (xorshift64*).
 struct Rng {
@@ -89,7 +98,7 @@ const WeightSet& Weights(Format f, size_t n, size_t k) {
     QuantizeRowsInto(rows.data(), r0, r1, base, opt);
   }
   ws->bytes = WeightBytes(base.desc);
-  const size_t copies = std::max<size_t>(1, (kRotationBytes + ws->bytes - 1) / ws->bytes);
+  const size_t copies = std::max<size_t>(1, (RotationBytes() + ws->bytes - 1) / ws->bytes);
   for (size_t c = 1; c < copies; ++c) {
     QuantizedTensor t;
     t.desc = base.desc;
@@ -163,8 +172,8 @@ void RunMatmul(benchmark::State& state, Case c) {
   state.counters["bw_frac_best"] = static_cast<double>(ws.bytes) / best / ReadBandwidth();
   state.counters["GFLOPs_best"] = flops / best / 1e9;
   if (paired) {
-    state.counters["bw_frac_paired"] = (static_cast<double>(ws.bytes) / call_s) /
-                                       (static_cast<double>(probe_bytes) / probe_s);
+    state.counters["bw_frac_paired"] =
+        (static_cast<double>(ws.bytes) / call_s) / (static_cast<double>(probe_bytes) / probe_s);
   }
   state.counters["copies"] = static_cast<double>(views.size());
 }
@@ -178,6 +187,29 @@ void RegisterMatmulBenchmarks() {
   std::vector<Shape> shapes = {{2304, 2304}, {9216, 2304}, {2304, 9216}};
   if (const char* e = std::getenv("QLM_BENCH_LARGE"); e != nullptr && std::string(e) == "1") {
     shapes.push_back({256000, 2304});
+  }
+  // QLM_BENCH_SHAPES="NxK,NxK" replaces the list (e.g. 128x2304 with
+  // QLM_BENCH_ROTATION_MIB=0 for an L2-resident tensor).
+  if (const char* e = std::getenv("QLM_BENCH_SHAPES"); e != nullptr && *e != '\0') {
+    shapes.clear();
+    for (const char* p = e;;) {
+      char* end = nullptr;
+      const unsigned long long n = std::strtoull(p, &end, 10);
+      unsigned long long k = 0;
+      if (end != p && *end == 'x') {
+        const char* kp = end + 1;
+        k = std::strtoull(kp, &end, 10);
+        if (end == kp) k = 0;
+      }
+      if (n == 0 || k == 0 || (*end != ',' && *end != '\0')) {
+        std::fprintf(stderr,
+                     "error: QLM_BENCH_SHAPES=\"%s\": expected NxK[,NxK...] with N, K > 0\n", e);
+        std::exit(2);
+      }
+      shapes.push_back({static_cast<size_t>(n), static_cast<size_t>(k)});
+      if (*end == '\0') break;
+      p = end + 1;
+    }
   }
   for (const Shape& s : shapes) {
     for (int fi = 0; fi < kNumFormats; ++fi) {

@@ -38,14 +38,32 @@ namespace {
 using kernels::Isa;
 using kernels::KernelTable;
 
+[[noreturn]] void BadEnv(const char* name, const char* value, const char* expected) {
+  std::fprintf(stderr, "error: %s=\"%s\": expected %s\n", name, value, expected);
+  std::exit(2);
+}
+
+// Decimal digits at p (at least one, at most 12: no overflow), advancing p
+// past them; false if there are none.
+bool ParseCount(const char*& p, size_t* out) {
+  size_t v = 0, digits = 0;
+  for (; *p >= '0' && *p <= '9' && digits < 12; ++p, ++digits) v = v * 10 + (*p - '0');
+  *out = v;
+  return digits > 0 && !(*p >= '0' && *p <= '9');
+}
+
 // Bytes the copies of one weight tensor add up to. QLM_BENCH_ROTATION_MIB
 // overrides the 128 MiB; 0 keeps one copy, so a tensor smaller than the
 // caches is timed cache-resident: the compute ceiling of a decoder.
 size_t RotationBytes() {
-  if (const char* e = std::getenv("QLM_BENCH_ROTATION_MIB"); e != nullptr && *e != '\0') {
-    return static_cast<size_t>(std::strtoull(e, nullptr, 10)) << 20;
+  const char* e = std::getenv("QLM_BENCH_ROTATION_MIB");
+  if (e == nullptr || *e == '\0') return size_t{128} << 20;
+  const char* p = e;
+  size_t mib = 0;
+  if (!ParseCount(p, &mib) || *p != '\0' || mib > (size_t{1} << 20)) {
+    BadEnv("QLM_BENCH_ROTATION_MIB", e, "a number of MiB from 0 to 1048576");
   }
-  return size_t{128} << 20;
+  return mib << 20;
 }
 
 // Fast deterministic uniform floats in [-1, 1) (xorshift64*).
@@ -193,22 +211,12 @@ void RegisterMatmulBenchmarks() {
   if (const char* e = std::getenv("QLM_BENCH_SHAPES"); e != nullptr && *e != '\0') {
     shapes.clear();
     for (const char* p = e;;) {
-      char* end = nullptr;
-      const unsigned long long n = std::strtoull(p, &end, 10);
-      unsigned long long k = 0;
-      if (end != p && *end == 'x') {
-        const char* kp = end + 1;
-        k = std::strtoull(kp, &end, 10);
-        if (end == kp) k = 0;
-      }
-      if (n == 0 || k == 0 || (*end != ',' && *end != '\0')) {
-        std::fprintf(stderr,
-                     "error: QLM_BENCH_SHAPES=\"%s\": expected NxK[,NxK...] with N, K > 0\n", e);
-        std::exit(2);
-      }
-      shapes.push_back({static_cast<size_t>(n), static_cast<size_t>(k)});
-      if (*end == '\0') break;
-      p = end + 1;
+      Shape s{};
+      const bool ok = ParseCount(p, &s.n) && *p++ == 'x' && ParseCount(p, &s.k) && s.n > 0 &&
+                      s.k > 0 && s.n * s.k <= (size_t{1} << 34) && (*p == ',' || *p == '\0');
+      if (!ok) BadEnv("QLM_BENCH_SHAPES", e, "NxK[,NxK...] with N, K > 0 and N*K <= 2^34");
+      shapes.push_back(s);
+      if (*p++ == '\0') break;
     }
   }
   for (const Shape& s : shapes) {

@@ -785,9 +785,10 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
   // Long f32 rows: x no longer fits L1 beside the weight lines in flight,
   // so two rows share each x load (halving x's L2 traffic per weight
   // byte). At 2304x9216 on Zen 4 (session 7) f32 went 0.54 -> 0.70 of the
-  // probe with it; bf16 went 0.69 -> 0.58, and sfp8, 0.34 -> 0.37 there,
-  // fell from ~0.5 to 0.34 on the Zen 5 VM of session 8 (and from ~0.7 to
-  // 0.36 at 9216x2304), so every other format reads one row at a time.
+  // probe with it and bf16 0.69 -> 0.58; sfp8 gained a little there (0.34
+  // -> 0.37) but lost on the Zen 5 VM of session 8 (~0.5 -> 0.34 at
+  // 2304x9216, ~0.7 -> 0.36 at 9216x2304), so every other format reads one
+  // row at a time.
   constexpr size_t kPair = F == Format::kF32 ? 2 : 1;
   size_t n = n_begin;
   if (cc.padded_k >= kLongRowK) {

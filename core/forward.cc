@@ -19,6 +19,7 @@
 #include "core/forward.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -52,10 +53,13 @@ constexpr size_t kQ8WeightBlockBytes = size_t{256} << 10;
 
 // One linear input [rows, cols] and, made on first use and shared by every
 // matmul that reads it, its int8 copy for the int8-activation path.
+// `profile`: where the linears reading it are timed (decode steps only).
 struct ActInput {
-  ActInput(const float* x_, size_t rows_, size_t cols_) : x(x_), rows(rows_), cols(cols_) {}
+  ActInput(const float* x_, size_t rows_, size_t cols_, LinearProfile* profile_)
+      : x(x_), rows(rows_), cols(cols_), profile(profile_) {}
   const float* x = nullptr;
   size_t rows = 0, cols = 0;
+  LinearProfile* profile = nullptr;
   bool quantized = false;
   const int32_t* perm = nullptr;  // the permutation the int8 copy was made with
   kernels::Q8Acts q8;
@@ -135,6 +139,25 @@ void MatmulQ8Range(const Transformer& m, const QTensor& w, const kernels::Q8Acts
   }
 }
 
+// Times one parallel loop of linears into `profile` (when non-null).
+class ProfileScope {
+ public:
+  explicit ProfileScope(LinearProfile* profile)
+      : profile_(profile),
+        t0_(profile_ != nullptr ? std::chrono::steady_clock::now()
+                                : std::chrono::steady_clock::time_point{}) {}
+  void Finish(uint64_t rows, uint64_t cols, Format format, uint64_t bytes) {
+    if (profile_ == nullptr) return;
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now() - t0_);
+    profile_->Add(rows, cols, format, static_cast<uint64_t>(ns.count()), bytes);
+  }
+
+ private:
+  LinearProfile* profile_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
 // The linears reading one input: y_j = x · w_jᵀ for each (w_j, y_j).
 struct Linear {
   const QTensor* w;
@@ -159,6 +182,7 @@ void Linears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, ActInput
     for (const Linear& l : ls) Linears(m, s, pool, in, {l});
     return;
   }
+  ProfileScope timed(in.profile);
   const kernels::Q8Acts* x8 = q8 ? &Quantized(m, s, pool, in, *first->w) : nullptr;
   // Output rows [begin, end) of the concatenation.
   auto run = [&](size_t begin, size_t end, size_t) {
@@ -182,6 +206,9 @@ void Linears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, ActInput
   } else {
     pool->ParallelFor(total, kRowGrain, run);
   }
+  uint64_t bytes = 0;
+  for (const Linear& l : ls) bytes += l.w->desc.total_bytes;
+  timed.Finish(total, in.cols, first->w->desc.format, bytes);
 }
 
 // The gated MLP's first half: out = act(x · w_gateᵀ) ⊙ (x · w_upᵀ), one
@@ -206,6 +233,7 @@ void GatedLinears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, Act
     apply(0, ff);
     return;
   }
+  ProfileScope timed(in.profile);
   const kernels::Q8Acts* x8 = q8 ? &Quantized(m, s, pool, in, w_gate) : nullptr;
   auto run = [&](size_t begin, size_t end, size_t) {
     for (const auto& [w, y] : {std::pair{&w_gate, gate}, std::pair{&w_up, up}}) {
@@ -222,6 +250,8 @@ void GatedLinears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, Act
   } else {
     pool->ParallelFor(ff, kRowGrain, run);
   }
+  timed.Finish(2 * ff, in.cols, w_gate.desc.format,
+               w_gate.desc.total_bytes + w_up.desc.total_bytes);
 }
 
 inline void Observe(const Transformer& m, size_t layer, LinearInput which, const float* x,
@@ -279,6 +309,27 @@ void Attention(const Transformer& m, ThreadPool* pool, kernels::AttentionArgs ar
 }
 
 }  // namespace
+
+void LinearProfile::Add(uint64_t rows, uint64_t cols, Format format, uint64_t ns, uint64_t bytes) {
+  LinearProfileEntry* e = nullptr;
+  for (size_t i = 0; i < size && e == nullptr; ++i) {
+    LinearProfileEntry& c = entries[i];
+    if (c.rows == rows && c.cols == cols && c.format == format) e = &c;
+  }
+  if (e == nullptr) {
+    if (size < kMaxEntries) {
+      e = &entries[size++];
+      e->rows = rows;
+      e->cols = cols;
+      e->format = format;
+    } else {
+      e = &other;
+    }
+  }
+  ++e->calls;
+  e->ns += ns;
+  e->bytes += bytes;
+}
 
 Transformer MakeTransformer(const ModelConfig& c, const ModelWeights& w,
                             const kernels::KernelTable& t) {
@@ -355,6 +406,8 @@ void ForwardBatch(const Transformer& m, KvCache& kv, ForwardScratch& s, ThreadPo
   const float eps = c.rms_norm_eps;
   const bool add_one = c.norm_add_one;
   const kernels::GluFn glu = c.activation == Activation::kSilu ? t.swiglu : t.geglu;
+  // Only decode steps are profiled (a prefill's head also reads one row).
+  LinearProfile* const profile = n == 1 ? s.profile : nullptr;
 
   // Embedding rows (decoded from whatever format the table is stored in).
   for (size_t i = 0; i < n; ++i) {
@@ -375,7 +428,7 @@ void ForwardBatch(const Transformer& m, KvCache& kv, ForwardScratch& s, ThreadPo
     // ---- Attention ----
     t.rmsnorm(s.x, L.attn_norm, s.xn, n, d, eps, add_one);
     Observe(m, l, LinearInput::kAttention, s.xn, n, d);
-    ActInput attn_in{s.xn, n, d};
+    ActInput attn_in{s.xn, n, d, profile};
     Linears(m, s, pool, attn_in, {{&L.wq, s.q}, {&L.wk, s.k}, {&L.wv, s.v}});
     if (L.q_norm != nullptr) {
       t.rmsnorm(s.q, L.q_norm, s.q, n * n_heads, hd, eps, add_one);
@@ -413,7 +466,7 @@ void ForwardBatch(const Transformer& m, KvCache& kv, ForwardScratch& s, ThreadPo
       Attention(m, pool, a);
     }
     Observe(m, l, LinearInput::kAttentionOut, s.att, n, q_dim);
-    ActInput att_out{s.att, n, q_dim};
+    ActInput att_out{s.att, n, q_dim, profile};
     Linears(m, s, pool, att_out, {{&L.wo, s.proj}});
     if (L.attn_post_norm != nullptr) {
       t.rmsnorm(s.proj, L.attn_post_norm, s.proj, n, d, eps, add_one);
@@ -423,10 +476,10 @@ void ForwardBatch(const Transformer& m, KvCache& kv, ForwardScratch& s, ThreadPo
     // ---- Feed-forward ----
     t.rmsnorm(s.x, L.ffn_norm, s.xn, n, d, eps, add_one);
     Observe(m, l, LinearInput::kMlp, s.xn, n, d);
-    ActInput mlp_in{s.xn, n, d};
+    ActInput mlp_in{s.xn, n, d, profile};
     GatedLinears(m, s, pool, mlp_in, L.w_gate, L.w_up, s.gate, s.up, glu);
     Observe(m, l, LinearInput::kMlpDown, s.gate, n, ff);
-    ActInput down_in{s.gate, n, ff};
+    ActInput down_in{s.gate, n, ff, profile};
     Linears(m, s, pool, down_in, {{&L.w_down, s.proj}});
     if (L.ffn_post_norm != nullptr) {
       t.rmsnorm(s.proj, L.ffn_post_norm, s.proj, n, d, eps, add_one);
@@ -439,7 +492,7 @@ void ForwardBatch(const Transformer& m, KvCache& kv, ForwardScratch& s, ThreadPo
   const size_t rows = n - first_out;
   t.rmsnorm(s.x + first_out * d, w.final_norm, s.xn, rows, d, eps, add_one);
   Observe(m, w.layers.size(), LinearInput::kHead, s.xn, rows, d);
-  ActInput head_in{s.xn, rows, d};
+  ActInput head_in{s.xn, rows, d, profile};
   Linears(m, s, pool, head_in, {{&w.lm_head, logits}});
   if (c.final_logit_softcap > 0.0f) {
     t.softcap(logits, c.final_logit_softcap, rows * static_cast<size_t>(c.vocab_size));

@@ -389,4 +389,6 @@ size_t Session::kv_used_bytes() const { return impl_->kv.used_bytes(); }
 KvType Session::kv_type() const { return impl_->kv.kv_type(); }
 size_t Session::threads() const { return impl_->pool ? impl_->pool->num_threads() : 1; }
 
+void Session::SetLinearProfile(LinearProfile* profile) { impl_->scratch.profile = profile; }
+
 }  // namespace qlm

@@ -39,6 +39,7 @@ using kernels::KvType;  // f32, bf16, int8, sfp8 (kernels/registry.h)
 
 struct ModelWeights;
 struct Transformer;
+struct LinearProfile;
 
 struct LoadOptions {
   // Kernel table: "scalar", "avx2", "avx512", "neon"; empty = the QLM_KERNELS
@@ -185,6 +186,11 @@ class Session {
   size_t kv_used_bytes() const;  // KV cache bytes of the positions written so far
   KvType kv_type() const;
   size_t threads() const;
+
+  // While set (non-null), every decode step adds its linears' wall time per
+  // shape to *profile (core/forward.h); the caller owns it and clears it.
+  // `qlm bench --profile` uses it. Null (the default) turns it off.
+  void SetLinearProfile(LinearProfile* profile);
 
  private:
   struct Impl;

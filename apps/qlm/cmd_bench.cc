@@ -4,7 +4,7 @@
 // -r times (mean ± sample std). Decode is also reported against the
 // machine's read bandwidth, measured here with the same thread count.
 //   qlm bench -m DIR [--quant Q] [-p 512] [-n 128] [-t T] [-r 5] [--json]
-//             [--paired] [--kernels ISA] [--kv-type f32|bf16|int8|sfp8]
+//             [--paired] [--profile] [--kernels ISA] [--kv-type f32|bf16|int8|sfp8]
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -24,6 +24,7 @@
 #include "apps/qlm/model_path.h"
 #include "apps/qlm/quant_flags.h"
 #include "base/error.h"
+#include "core/forward.h"
 #include "core/kv_cache.h"
 #include "core/mem_bandwidth.h"
 #include "core/model.h"
@@ -42,7 +43,8 @@ struct BenchArgs {
   int reps = 5;
   size_t batch = 0;  // 0 = the whole prompt in one batch
   bool json = false;
-  bool paired = false;  // a probe slice after every decoded token
+  bool paired = false;   // a probe slice after every decoded token
+  bool profile = false;  // per-shape wall time of the decode linears
   std::string kernels;
   std::string kv_type = "f32";
 };
@@ -133,6 +135,77 @@ std::string HumanCount(double n) {
   return fmt::format("{:.2f} K", n / 1e3);
 }
 
+// --profile: the decode linears' wall time per shape over the timed tg
+// repetitions, against the decode time and the read-bandwidth probe.
+struct DecodeProfile {
+  LinearProfile linears;
+  double decode_s = 0.0;  // timed decode steps, all repetitions
+  size_t tokens = 0;
+  double bandwidth = 0.0;  // mean probe of those repetitions, B/s
+  std::string test;
+};
+
+void PrintProfile(const DecodeProfile& p, size_t threads, bool json) {
+  const double tokens = static_cast<double>(p.tokens);
+  const double decode_ns = p.decode_s * 1e9;
+  std::vector<const LinearProfileEntry*> entries;
+  for (size_t i = 0; i < p.linears.size; ++i) entries.push_back(&p.linears.entries[i]);
+  if (p.linears.other.calls > 0) entries.push_back(&p.linears.other);
+  double linear_ns = 0.0;
+  for (const LinearProfileEntry* e : entries) linear_ns += static_cast<double>(e->ns);
+  if (!json) {
+    std::printf(
+        "Decode linears, %s, %zu threads (wall time of each parallel loop over %zu timed "
+        "tokens; GB/s of weight bytes; probe %.1f GB/s):\n\n",
+        p.test.c_str(), threads, p.tokens, p.bandwidth / 1e9);
+    std::printf(
+        "| linear (rows × K) | format | loops/token | ms/token | share | GB/s | of probe |\n");
+    std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+  }
+  for (const LinearProfileEntry* e : entries) {
+    const bool other = e == &p.linears.other;
+    const double ns = static_cast<double>(e->ns);
+    const double gbps = ns > 0 ? static_cast<double>(e->bytes) / ns : 0.0;
+    const std::string shape =
+        other ? std::string("other shapes") : fmt::format("{} × {}", e->rows, e->cols);
+    if (json) {
+      nlohmann::json j;
+      j["profile"] = "linear";
+      j["test"] = p.test;
+      j["threads"] = threads;
+      j["rows"] = other ? nlohmann::json(nullptr) : nlohmann::json(e->rows);
+      j["cols"] = other ? nlohmann::json(nullptr) : nlohmann::json(e->cols);
+      j["format"] = other ? "-" : FormatName(e->format);
+      j["loops_per_token"] = static_cast<double>(e->calls) / tokens;
+      j["ms_per_token"] = ns / 1e6 / tokens;
+      j["share"] = ns / decode_ns;
+      j["gb_per_s"] = gbps;
+      j["bandwidth_fraction"] = gbps * 1e9 / p.bandwidth;
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("| %s | %s | %.1f | %.3f | %.1f %% | %.1f | %.1f %% |\n", shape.c_str(),
+                  other ? "-" : FormatName(e->format), static_cast<double>(e->calls) / tokens,
+                  ns / 1e6 / tokens, 100.0 * ns / decode_ns, gbps,
+                  100.0 * gbps * 1e9 / p.bandwidth);
+    }
+  }
+  const double rest_ns = std::max(0.0, decode_ns - linear_ns);
+  if (json) {
+    nlohmann::json j;
+    j["profile"] = "rest";
+    j["test"] = p.test;
+    j["threads"] = threads;
+    j["ms_per_token"] = rest_ns / 1e6 / tokens;
+    j["share"] = rest_ns / decode_ns;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf(
+        "| everything else (norms, attention, RoPE, embedding, argmax) | | | %.3f | %.1f %% | | "
+        "|\n",
+        rest_ns / 1e6 / tokens, 100.0 * rest_ns / decode_ns);
+  }
+}
+
 void Bench(const BenchArgs& a) {
   if (a.n_prompt < 0) throw UsageError("-p/--n-prompt must be >= 0");
   if (a.n_gen < 0) throw UsageError("-n/--n-gen must be >= 0");
@@ -177,6 +250,7 @@ void Bench(const BenchArgs& a) {
     probe = std::make_unique<ReadBandwidthProbe>(*probe_pool);
   }
 
+  DecodeProfile profile;
   struct Row {
     std::string test;
     Stat tps;
@@ -207,6 +281,7 @@ void Bench(const BenchArgs& a) {
     for (int r = 0; r <= a.reps; ++r) {  // r == 0: warm-up
       const double bw = probe->Measure(table, 3);
       session.Reset();
+      session.SetLinearProfile(a.profile && r > 0 ? &profile.linears : nullptr);
       int32_t tok = dist(rng);
       // Each token is timed alone; with --paired it is followed, untimed, by
       // a probe slice of the same bytes.
@@ -218,6 +293,8 @@ void Bench(const BenchArgs& a) {
         if (a.paired) probe_s += probe->Stream(table, slice_bytes);
       }
       if (r == 0) continue;
+      profile.decode_s += s;
+      profile.tokens += static_cast<size_t>(a.n_gen);
       tps.push_back(static_cast<double>(a.n_gen) / s);
       bws.push_back(bw);
       fractions.push_back(tps.back() * bytes_per_token / bw);
@@ -229,8 +306,11 @@ void Bench(const BenchArgs& a) {
       spdlog::info("tg repetition {}: {:.2f} t/s, read bandwidth {:.2f} GB/s, {:.1f} %{}", r,
                    tps.back(), bw / 1e9, 100.0 * fractions.back(), paired_note);
     }
+    session.SetLinearProfile(nullptr);
     rows.push_back({fmt::format("tg{}", a.n_gen), MeanStd(tps), bytes_per_token, MeanStd(fractions),
                     MeanStd(bws), MeanStd(paired)});
+    profile.bandwidth = rows.back().bandwidth.mean;
+    profile.test = rows.back().test;
   }
 
   const std::string name = c.model_type;
@@ -281,6 +361,10 @@ void Bench(const BenchArgs& a) {
                   threads, r.test.c_str(), r.tps.mean, r.tps.stddev, bw.c_str());
     }
   }
+  if (a.profile && profile.tokens > 0) {
+    if (!a.json) std::printf("\n");
+    PrintProfile(profile, threads, a.json);
+  }
   std::fflush(stdout);
 }
 
@@ -309,6 +393,10 @@ void AddBenchCommand(CLI::App& app) {
                 "(untimed) and also report decode against those streams "
                 "(bandwidth_fraction_paired): robust where the machine's bandwidth moves "
                 "between moments; doubles tg time and evicts caches between tokens");
+  cmd->add_flag("--profile", a->profile,
+                "Also print the decode linears' wall time per shape over the timed tg "
+                "repetitions: ms per token, share of decode time, GB/s of weight bytes and "
+                "its fraction of the read-bandwidth probe");
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   cmd->add_option("--kv-type", a->kv_type, "KV cache storage: f32, bf16, int8 or sfp8")

@@ -58,6 +58,41 @@ PY
     [ $? -eq 2 ] || fail "-r 0 should be a usage error (exit 2)"
     grep -q 'repetitions' "$TMP/err" || fail "error does not name -r: $(cat "$TMP/err")"
     ;;
+  bench_profile)
+    # --profile: one JSON line per decode-linear shape and one for the rest;
+    # their shares add up to the decode time, and the table has the same rows.
+    "$QLM" bench -m "$TMP/m" -p 0 -n 4 -r 2 -t 2 --profile --json >"$TMP/out" 2>"$TMP/err" ||
+      fail "bench --profile failed: $(cat "$TMP/err")"
+    cat "$TMP/out"
+    python3 - "$TMP/out" "$TMP/m/config.json" <<'PY' || exit 1
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+c = json.load(open(sys.argv[2]))
+tg = [l for l in lines if "profile" not in l]
+lin = [l for l in lines if l.get("profile") == "linear"]
+rest = [l for l in lines if l.get("profile") == "rest"]
+assert len(tg) == 1 and tg[0]["test"] == "tg4", lines
+assert len(rest) == 1, lines
+layers = c["num_hidden_layers"]
+loops = sum(l["loops_per_token"] for l in lin)
+assert abs(loops - (4 * layers + 1)) < 1e-9, (loops, layers)  # qkv, o, gate+up, down; head
+for l in lin:
+    assert l["test"] == "tg4" and l["rows"] > 0 and l["cols"] > 0, l
+    assert l["ms_per_token"] > 0 and l["gb_per_s"] > 0 and l["bandwidth_fraction"] > 0, l
+share = sum(l["share"] for l in lin) + rest[0]["share"]
+assert abs(share - 1) < 1e-6, share
+# Every row is the same decode time per token split up: ms / share is that time.
+per_token = [l["ms_per_token"] / l["share"] for l in lin + rest if l["share"] > 0]
+assert max(per_token) - min(per_token) < 1e-6 * max(per_token), per_token
+assert 0.5 < per_token[0] * tg[0]["tokens_per_s"] / 1000 < 2, (per_token, tg)
+PY
+    "$QLM" bench -m "$TMP/m" -p 0 -n 2 -r 1 -t 1 --profile >"$TMP/out" 2>"$TMP/err" ||
+      fail "bench --profile (table) failed: $(cat "$TMP/err")"
+    cat "$TMP/out"
+    grep -q '^| linear (rows × K) | format | loops/token | ms/token | share | GB/s | of probe |' \
+      "$TMP/out" || fail "no profile table header"
+    grep -q '^| everything else' "$TMP/out" || fail "no 'everything else' row"
+    ;;
   bench_kv_type)
     # An int8 KV cache reads 1 byte per element + one f32 scale per row
     # instead of 4 bytes per element: tg bytes/token must shrink by exactly

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "core/forward.h"
 #include "core/model.h"
 #include "core/qlm.h"
 #include "golden_util.h"
@@ -212,6 +213,75 @@ TEST(Session, ThreadCountDoesNotChangeResults) {
   // And generation is identical.
   Session c(Austen(), one), d(Austen(), two);
   EXPECT_EQ(GenerateIds(c, g.ids, Greedy(24)), GenerateIds(d, g.ids, Greedy(24)));
+}
+
+TEST(Session, LinearProfileTimesEveryDecodeLinearOnce) {
+  // Decode steps add one loop per linear input and layer (q/k/v together,
+  // gate + up together, the head once) and exactly the weight bytes of
+  // every linear; prefill and steps after SetLinearProfile(nullptr) add
+  // nothing.
+  const Model& m = Austen();
+  const ModelWeights& w = m.weights();
+  uint64_t linear_bytes = w.lm_head.desc.total_bytes;
+  for (const LayerWeights& l : w.layers) {
+    for (const QTensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      linear_bytes += t->desc.total_bytes;
+    }
+  }
+  for (size_t threads : {1, 2}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    SessionOptions so;
+    so.threads = threads;
+    Session s(m, so);
+    LinearProfile p;
+    s.SetLinearProfile(&p);
+    const std::vector<int32_t> prompt = {2, 100, 200, 300};
+    s.Forward(prompt);
+    EXPECT_EQ(p.size, 0u) << "prefill was recorded";
+    constexpr uint64_t kSteps = 3;
+    for (uint64_t i = 0; i < kSteps; ++i) {
+      const int32_t id = static_cast<int32_t>(400 + i);
+      s.Forward(std::span<const int32_t>(&id, 1));
+    }
+    const uint64_t layers = w.layers.size();
+    uint64_t calls = 0, bytes = 0;
+    ASSERT_GT(p.size, 0u);
+    for (size_t i = 0; i < p.size; ++i) {
+      const LinearProfileEntry& e = p.entries[i];
+      EXPECT_GT(e.ns, 0u);
+      EXPECT_EQ(e.calls % kSteps, 0u) << e.rows << " x " << e.cols;
+      calls += e.calls;
+      bytes += e.bytes;
+    }
+    EXPECT_EQ(p.other.calls, 0u);
+    EXPECT_EQ(calls, kSteps * (4 * layers + 1));  // qkv, o, gate+up, down; the head
+    EXPECT_EQ(bytes, kSteps * linear_bytes);
+    s.SetLinearProfile(nullptr);
+    const int32_t id = 500;
+    s.Forward(std::span<const int32_t>(&id, 1));
+    uint64_t calls_after = 0;
+    for (size_t i = 0; i < p.size; ++i) calls_after += p.entries[i].calls;
+    EXPECT_EQ(calls_after, calls);
+  }
+}
+
+TEST(LinearProfile, SumsPerShapeAndOverflowsIntoOther) {
+  LinearProfile p;
+  p.Add(8, 16, Format::kQ4, 100, 64);
+  p.Add(8, 16, Format::kQ4, 50, 64);
+  p.Add(8, 16, Format::kInt8, 10, 128);  // same shape, other format: its own entry
+  ASSERT_EQ(p.size, 2u);
+  EXPECT_EQ(p.entries[0].calls, 2u);
+  EXPECT_EQ(p.entries[0].ns, 150u);
+  EXPECT_EQ(p.entries[0].bytes, 128u);
+  EXPECT_EQ(p.entries[1].format, Format::kInt8);
+  for (uint64_t r = 0; r < LinearProfile::kMaxEntries; ++r) p.Add(100 + r, 16, Format::kF32, 1, 4);
+  EXPECT_EQ(p.size, LinearProfile::kMaxEntries);
+  EXPECT_EQ(p.other.calls, 2u);  // the two shapes that found no free entry
+  EXPECT_EQ(p.other.bytes, 8u);
+  p.Clear();
+  EXPECT_EQ(p.size, 0u);
+  EXPECT_EQ(p.other.calls, 0u);
 }
 
 TEST(Session, SlidingWindowKvIsIndependentOfContext) {

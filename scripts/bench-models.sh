@@ -7,7 +7,11 @@
 # per-repetition fractions; "paired fraction" compares every decoded token
 # with a probe read of the same bytes right after it, `qlm bench --paired`).
 #
-#   [QLM=path/to/qlm] [REPS=2] scripts/bench-models.sh [MODEL_DIR] [QLM_DIR]
+#   [QLM=path/to/qlm] [REPS=2] [PROFILE=1] scripts/bench-models.sh [MODEL_DIR] [QLM_DIR]
+#
+# PROFILE=1 adds `qlm bench --profile` and prints a second table: each tg
+# run's decode linears per shape (ms/token, share of decode time, GB/s and
+# its fraction of the probe) and the rest of the decode time.
 #
 # MODEL_DIR (default build/models/gemma-2-2b) is written with
 # `qlm random-model --shape gemma-2-2b` when absent (5.2 GB, bf16); q4, int8
@@ -21,6 +25,10 @@ model=${1:-build/models/gemma-2-2b}
 qdir=${2:-$(dirname "$model")}
 qlm=${QLM:-build/bin/qlm}
 reps=${REPS:-2}
+profile_flag=()
+[[ ${PROFILE:-0} == 1 ]] && profile_flag=(--profile)
+profile_rows=$(mktemp)
+trap 'rm -f "$profile_rows"' EXIT
 [[ -x $qlm ]] || { echo "error: $qlm not built; run scripts/build.sh" >&2; exit 1; }
 [[ -f $model/config.json ]] || $qlm random-model --shape gemma-2-2b -o "$model"
 name=$(basename "$model")
@@ -43,11 +51,22 @@ for r in "${runs[@]}"; do
   IFS='|' read -r format margs pp tg threads <<<"$r"
   for t in $threads; do
     # shellcheck disable=SC2086
-    $qlm bench -m $margs -p "$pp" -n "$tg" -r "$reps" -t "$t" --paired --json 2>/dev/null | python3 -c '
+    $qlm bench -m $margs -p "$pp" -n "$tg" -r "$reps" -t "$t" --paired --json "${profile_flag[@]}" \
+      2>/dev/null | python3 -c '
 import json, sys
-fmt = sys.argv[1]
+fmt, profile_rows = sys.argv[1], open(sys.argv[2], "a")
 for line in sys.stdin:
     j = json.loads(line)
+    if "profile" in j:
+        if j["profile"] == "linear":
+            shape = "%s × %s" % (j["rows"], j["cols"]) if j["rows"] else "other shapes"
+            profile_rows.write("| %s | %d | %s | %s | %.3f | %.1f %% | %.1f | %.1f %% |\n" % (
+                fmt, j["threads"], j["test"], shape, j["ms_per_token"], 100 * j["share"],
+                j["gb_per_s"], 100 * j["bandwidth_fraction"]))
+        else:
+            profile_rows.write("| %s | %d | %s | everything else | %.3f | %.1f %% | | |\n" % (
+                fmt, j["threads"], j["test"], j["ms_per_token"], 100 * j["share"]))
+        continue
     tg = j["test"].startswith("tg")
     print("| %s | %d | %s | %.2f ± %.2f | %s | %s | %s | %s |" % (
         fmt, j["threads"], j["test"], j["tokens_per_s"], j["stddev"],
@@ -57,6 +76,12 @@ for line in sys.stdin:
                             100 * j["bandwidth_fraction_stddev"]) if tg else "-",
         "%.1f ± %.1f %%" % (100 * j["bandwidth_fraction_paired"],
                             100 * j["bandwidth_fraction_paired_stddev"]) if tg else "-"))
-' "$format"
+' "$format" "$profile_rows"
   done
 done
+if [[ -s $profile_rows ]]; then
+  echo
+  echo "| format | threads | test | linear (rows × K) | ms/token | share | GB/s | of probe |"
+  echo "|---|---:|---|---|---:|---:|---:|---:|"
+  cat "$profile_rows"
+fi

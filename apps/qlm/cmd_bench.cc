@@ -200,8 +200,7 @@ void PrintProfile(const DecodeProfile& p, size_t threads, bool json) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf(
-        "| everything else (norms, attention, RoPE, embedding, argmax) | | | %.3f | %.1f %% | | "
-        "|\n",
+        "| everything else (norms, attention, RoPE, residual adds) | | | %.3f | %.1f %% | | |\n",
         rest_ns / 1e6 / tokens, 100.0 * rest_ns / decode_ns);
   }
 }

@@ -110,6 +110,28 @@ TEST(KvCache, GlobalLayerSlotIsPosition) {
   EXPECT_TRUE(Positions(kv.layer(1)).empty());
 }
 
+TEST(KvCache, ClearKeepsNoTraceOfTheOldSequence) {
+  // Clear keeps the pages (and their old rows), so what a new sequence sees
+  // must come from slot bookkeeping alone: a full layer exposes only the
+  // slots written since, a ring marks every slot empty, and skipping
+  // positions leaves the skipped slots empty, not holding old rows.
+  KvCache kv(TwoLayerConfig(), 32);
+  WritePositions(kv, 0, 0, 7);   // ring (window 4): slots hold 3..6
+  WritePositions(kv, 1, 0, 12);  // full layer: slots 0..11
+  kv.Clear();
+  EXPECT_EQ(kv.layer(0).used, 0u);
+  EXPECT_EQ(kv.layer(1).used, 0u);
+  for (size_t s = 0; s < kv.layer(0).capacity; ++s) EXPECT_EQ(kv.layer(0).slot_pos[s], -1);
+  WritePositions(kv, 0, 20, 1);  // ring slot 0
+  EXPECT_EQ(Positions(kv.layer(0)), (std::set<int32_t>{20}));
+  ExpectSlotHolds(kv, kv.layer(0), 20);
+  WritePositions(kv, 1, 0, 2);
+  WritePositions(kv, 1, 5, 1);  // slots 2..4 skipped: empty, not the old 2..4
+  EXPECT_EQ(kv.layer(1).used, 6u);
+  EXPECT_EQ(Positions(kv.layer(1)), (std::set<int32_t>{0, 1, 5}));
+  for (int32_t p : {0, 1, 5}) ExpectSlotHolds(kv, kv.layer(1), p);
+}
+
 TEST(KvCache, WindowLargerThanContextIsNotARing) {
   ModelConfig c = TwoLayerConfig();
   c.sliding_window = 100;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -121,25 +122,37 @@ size_t ResidentBytes() {
 
 TEST(KvTypes, MemoryIsCommittedAsPositionsAreWritten) {
   // A 1M-position context reserves ~1 GiB but must cost almost nothing until
-  // written, grow with the positions written, and shrink again on Clear.
+  // written, grow with the positions written (committed at most a chunk
+  // ahead), keep its pages over Clear (a reset session reuses them) and give
+  // them back when destroyed.
   const ModelConfig c = SmallConfig(64);
   const size_t rss0 = ResidentBytes();
   if (rss0 == 0) GTEST_SKIP() << "no /proc/self/statm";
-  KvCache kv(c, size_t{1} << 20, KvType::kF32);
-  EXPECT_GT(kv.bytes(), size_t{1} << 30);
+  auto kv = std::make_unique<KvCache>(c, size_t{1} << 20, KvType::kF32);
+  EXPECT_GT(kv->bytes(), size_t{1} << 30);
   const size_t rss_created = ResidentBytes();
   EXPECT_LT(rss_created, rss0 + (size_t{8} << 20)) << "creating the cache committed memory";
   const size_t n = 16384, kv_dim = 2 * 64;
   std::vector<float> k(256 * kv_dim, 1.0f), v(256 * kv_dim, 2.0f);
-  for (size_t p = 0; p < n; p += 256) kv.Write(1, static_cast<int32_t>(p), 256, k.data(), v.data());
+  auto write_all = [&] {
+    for (size_t p = 0; p < n; p += 256) {
+      kv->Write(1, static_cast<int32_t>(p), 256, k.data(), v.data());
+    }
+  };
+  write_all();
   const size_t rss_written = ResidentBytes();
-  const size_t used = kv.used_bytes();
-  EXPECT_EQ(used, n * kv.slot_bytes());
+  const size_t used = kv->used_bytes();
+  EXPECT_EQ(used, n * kv->slot_bytes());
   // Resident growth ≈ the rows written (16 MiB), far below the reservation.
   EXPECT_GT(rss_written, rss_created + used / 2);
   EXPECT_LT(rss_written, rss_created + 2 * used + (size_t{8} << 20));
-  kv.Clear();
-  EXPECT_LT(ResidentBytes(), rss_written - used / 2) << "Clear did not return the pages";
+  kv->Clear();
+  EXPECT_EQ(kv->used_bytes(), 0u);
+  EXPECT_GT(ResidentBytes(), rss_written - used / 4) << "Clear gave the pages back";
+  write_all();  // the same positions again: no new memory
+  EXPECT_LT(ResidentBytes(), rss_written + (size_t{4} << 20));
+  kv.reset();
+  EXPECT_LT(ResidentBytes(), rss_written - used / 2) << "destroying the cache kept its pages";
 }
 
 // Logits of the Austen model over a prompt longer than the sliding window

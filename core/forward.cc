@@ -267,12 +267,19 @@ inline void Observe(const Transformer& m, size_t layer, LinearInput which, const
 // Causal prefill gives later queries more keys, so with query chunks each
 // range takes one chunk from the front and its mirror from the back.
 constexpr size_t kAttnQueryGrain = 32;
+// Decode attention streams each layer's K/V from memory (cold: the layers'
+// caches together outgrow L2) at ~0.6 µs per slot for Gemma-2-2B's 8 heads,
+// so it pays to split from a few dozen slots on, far below kMinParallelWork:
+// at 2 threads it cut the non-matmul share of a q4 tg128 step from
+// 3.9-4.1 % to 2.4-3.3 % (qlm bench --profile, three interleaved rounds,
+// docs/benchmarks.md session 10).
+constexpr size_t kMinParallelAttentionWork = size_t{1} << 14;
 
 void Attention(const Transformer& m, ThreadPool* pool, kernels::AttentionArgs args) {
   const size_t work = args.n_q * args.n_heads * args.n_slots * args.head_dim;
   args.head_begin = 0;
   args.head_end = args.n_heads;
-  if (pool == nullptr || pool->num_threads() == 1 || work < kMinParallelWork) {
+  if (pool == nullptr || pool->num_threads() == 1 || work < kMinParallelAttentionWork) {
     m.kernels->attention(args);
     return;
   }

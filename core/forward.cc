@@ -174,9 +174,11 @@ void Linears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, ActInput
   const bool q8 = UsesInt8Acts(m, *first->w);
   bool uniform = true;
   size_t total = 0;
+  uint64_t bytes = 0;  // weight bytes the loop reads (for the profile)
   for (const Linear& l : ls) {
     uniform &= UsesInt8Acts(m, *l.w) == q8 && SamePerm(PermOf(*l.w), PermOf(*first->w), in.cols);
     total += l.w->desc.rows;
+    bytes += l.w->desc.total_bytes;
   }
   if (!uniform) {
     for (const Linear& l : ls) Linears(m, s, pool, in, {l});
@@ -206,8 +208,6 @@ void Linears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, ActInput
   } else {
     pool->ParallelFor(total, kRowGrain, run);
   }
-  uint64_t bytes = 0;
-  for (const Linear& l : ls) bytes += l.w->desc.total_bytes;
   timed.Finish(total, in.cols, first->w->desc.format, bytes);
 }
 

@@ -12,6 +12,9 @@
 // costs vpdpbusd + cvt + mul/fma per 64 inputs.
 //  * int8 weights are signed: they are flipped to u8 (w + 128) with one XOR
 //    and the 128 · Σ q_x excess is subtracted once per block at the end.
+//    For decode (Int8Row) four chunks' int32 partial sums are folded into
+//    one vector first, the excess is subtracted there in int32, and the
+//    float work is one cvt, one multiply and one FMA per 256 inputs.
 //  * q4 codes are already u8. A 64-byte load holds two q4 blocks; its low
 //    nibbles are inputs 0-31 and 64-95 of the 128-input chunk, its high
 //    nibbles 32-63 and 96-127, so activations are copied into that order
@@ -70,7 +73,6 @@ void* Scratch(size_t bytes) {
 // loaded machine: +5-8 % over prefetching into L1; to be confirmed idle).
 constexpr size_t kPrefetchQ4 = 8192;
 constexpr size_t kPrefetchInt8 = 0;
-constexpr size_t kRowsM1 = 1;  // decode: one weight row at a time (see top)
 constexpr size_t kRowsTiled = 4, kTileM = 4;
 
 // Horizontal sum of 16 floats.
@@ -179,15 +181,68 @@ void DispatchMT(size_t mt, Fn fn) {
 // ---------------------------------------------------------------------------
 
 struct Int8Prep {
-  const float* sxe;   // [m][chunks][16]: act scales of the chunk's two blocks
-  const float* corr;  // [m][groups]: 128 · s_x · Σ q_x per block
-  size_t chunks, groups;
+  const float* sxe;    // m > 1: [m][chunks][16]: act scales of the chunk's two blocks
+  const float* corr;   // m > 1: [m][groups]: 128 · s_x · Σ q_x per block
+  const float* sxq;    // m == 1: [quads][16], act scales in Int8Row's lane order
+  const int32_t* xcq;  // m == 1: [quads][16], 128 · Σ q_x in Int8Row's lane order
+  size_t chunks, groups, quads;
 };
+
+// Int8Row's fold: four dot product vectors (one per 64-input chunk, 16
+// int32 lanes each) -> one vector whose lane 4L + j is the sum of the four
+// lanes of quarter L of vector j. Quarters 0-1 of a chunk belong to its
+// first 32-input block, quarters 2-3 to its second.
+__attribute__((always_inline)) inline __m512i Fold4(__m512i d0, __m512i d1, __m512i d2,
+                                                    __m512i d3) {
+  const __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(d0, d1), _mm512_unpackhi_epi32(d0, d1));
+  const __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(d2, d3), _mm512_unpackhi_epi32(d2, d3));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+}
+
+// u8(w ^ 0x80) · q_x of the 64-input chunk c of a weight row and the acts
+// (zero if the chunk does not exist; only its first 32 weight bytes if it
+// is the row's last, half chunk).
+__attribute__((always_inline)) inline __m512i Int8ChunkDot(const uint8_t* w, const int8_t* xq,
+                                                           size_t c, size_t chunks, size_t groups) {
+  if (c >= chunks) return _mm512_setzero_si512();
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i b = 2 * c + 1 < groups ? _mm512_loadu_si512(w + c * 64)
+                                       : _mm512_maskz_loadu_epi8(0xFFFFFFFFull, w + c * 64);
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(b, flip),
+                             _mm512_loadu_si512(xq + c * 64));
+}
 
 Int8Prep PrepInt8(const QTensor& w, const Q8Acts& x) {
   Int8Prep p;
   p.groups = w.desc.groups_per_row;
   p.chunks = (p.groups + 1) / 2;
+  p.quads = (p.chunks + 3) / 4;
+  p.sxe = p.corr = p.sxq = nullptr;
+  p.xcq = nullptr;
+  if (x.m == 1) {
+    // Lane 4L + j of quad q: chunk 4q + j, block 2(4q + j) + L / 2. The
+    // flip excess 128 · Σ q_x is computed by the same dot and fold as the
+    // weights' (with all-zero weights), so Int8Row subtracts it exactly.
+    float* sxq = static_cast<float*>(Scratch<4>(p.quads * 16 * sizeof(float)));
+    int32_t* xcq = static_cast<int32_t*>(Scratch<5>(p.quads * 16 * sizeof(int32_t)));
+    alignas(64) const uint8_t zeros[64] = {};
+    for (size_t q = 0; q < p.quads; ++q) {
+      for (size_t l = 0; l < 16; ++l) {
+        const size_t g = 2 * (4 * q + l % 4) + l / 8;
+        sxq[16 * q + l] = g < p.groups ? x.scales[g] : 0.0f;
+      }
+      // Chunk 0 of a zero "row" against the acts shifted to chunk 4q + j.
+      auto excess = [&](size_t j) {
+        const size_t c = 4 * q + j;
+        if (c >= p.chunks) return _mm512_setzero_si512();
+        return Int8ChunkDot(zeros, x.q + c * 64, 0, 1, 2 * c + 1 < p.groups ? 2 : 1);
+      };
+      _mm512_storeu_si512(xcq + 16 * q, Fold4(excess(0), excess(1), excess(2), excess(3)));
+    }
+    p.sxq = sxq;
+    p.xcq = xcq;
+    return p;
+  }
   const size_t xblocks = x.k_padded / kQ8ActBlock;
   float* sxe = static_cast<float*>(Scratch<0>(x.m * p.chunks * 16 * sizeof(float)));
   float* corr = static_cast<float*>(Scratch<1>(x.m * p.groups * sizeof(float)));
@@ -276,14 +331,64 @@ void Int8Tile(const QTensor& w, const Q8Acts& x, const Int8Prep& p, const RowTil
   }
 }
 
+// Decode (m == 1) for one weight row, four chunks (8 blocks) per step. As in
+// Q4Row the int32 dot products are folded first (Fold4: 2 lanes per block),
+// the flip excess is subtracted from the folded vector in int32, exactly,
+// and only then converted: one cvt, one multiply by the act scales and one
+// FMA by the weight scales per 256 inputs instead of a cvt, a scale expand,
+// a multiply and an FMA per 64, and no per-row scale conversion or
+// correction pass.
+float Int8Row(const Int8Prep& p, const uint8_t* row, const uint16_t* scale, const int8_t* xq) {
+  // Lane 4L + j uses block 2j + L / 2 of the quad's 8.
+  const __m512i sw_idx = _mm512_set_epi32(7, 5, 3, 1, 7, 5, 3, 1, 6, 4, 2, 0, 6, 4, 2, 0);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  auto quad = [&](size_t q, bool tail, __m512& acc) __attribute__((always_inline)) {
+    const size_t c = 4 * q;
+    __m512i u;
+    __m128i h;
+    if (tail) {
+      u = Fold4(Int8ChunkDot(row, xq, c, p.chunks, p.groups),
+                Int8ChunkDot(row, xq, c + 1, p.chunks, p.groups),
+                Int8ChunkDot(row, xq, c + 2, p.chunks, p.groups),
+                Int8ChunkDot(row, xq, c + 3, p.chunks, p.groups));
+      h = _mm_maskz_loadu_epi16(static_cast<__mmask8>((1u << (p.groups - 8 * q)) - 1u),
+                                scale + 8 * q);
+    } else {
+      const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+      __m512i d[4];
+      for (size_t j = 0; j < 4; ++j) {
+        d[j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                   _mm512_xor_si512(_mm512_loadu_si512(row + (c + j) * 64), flip),
+                                   _mm512_loadu_si512(xq + (c + j) * 64));
+      }
+      u = Fold4(d[0], d[1], d[2], d[3]);
+      h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scale + 8 * q));
+    }
+    u = _mm512_sub_epi32(u, _mm512_loadu_si512(p.xcq + 16 * q));
+    const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(u), _mm512_loadu_ps(p.sxq + 16 * q));
+    const __m512 sw = _mm512_permutexvar_ps(sw_idx, _mm512_castps256_ps512(_mm256_cvtph_ps(h)));
+    acc = _mm512_fmadd_ps(f, sw, acc);
+  };
+  const size_t full = p.groups / 8;
+  size_t q = 0;
+  for (; q + 2 <= full; q += 2) {
+    quad(q, false, acc0);
+    quad(q + 1, false, acc1);
+  }
+  for (; q < full; ++q) quad(q, false, acc0);
+  if (q < p.quads) quad(q, true, acc1);
+  return Hsum(_mm512_add_ps(acc0, acc1));
+}
+
 void MatmulQ8Int8Vnni(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin, size_t n_end) {
   CheckMatmulQ8Args(w, Format::kInt8, x, n_begin, n_end);
   if (x.m == 0 || n_begin == n_end) return;
   const Int8Prep p = PrepInt8(w, x);
   if (x.m == 1) {
-    ForTiles<kRowsM1>(w, 1, 1, n_begin, n_end, [&](const RowTile<kRowsM1>& rows, size_t, size_t) {
-      Int8Tile<kRowsM1, 1>(w, x, p, rows, std::min(kRowsM1, n_end - rows.idx[0]), 0, y);
-    });
+    const TensorDesc& d = w.desc;
+    for (size_t n = n_begin; n < n_end; ++n) {
+      y[n] = Int8Row(p, w.data + n * d.row_bytes, w.scales + n * d.groups_per_row, x.q);
+    }
     return;
   }
   ForTiles<kRowsTiled>(

@@ -592,16 +592,29 @@ struct ChunkCounts {
 // takes the same hint.
 inline constexpr size_t kPrefetchAhead = 8192;
 // Rows at least this long count as long: f32 decode reads two rows per x
-// load there, and the avx512 table decodes int8 on 256-bit vectors.
+// load there, f32 and bf16 prefetch their weights non-temporally, and the
+// avx512 table decodes int8 on 256-bit vectors.
 inline constexpr size_t kLongRowK = 4096;
 inline constexpr int kPrefetchLocality = 2;
+// Long f32/bf16 rows: x (f32, 4 bytes per input) and one row of weights no
+// longer fit L1 together, and every weight line that comes in evicts a line
+// of x, which then returns from L2 for the next row: up to two extra L1
+// fills per weight line, competing with the weight stream's. A bf16 decode
+// whose x was folded into a 32-chunk window (wrong results, same weight
+// stream) read 2304x9216 at 1.07-1.15 of a read-sum stream instead of
+// 0.75-0.84 (session 11, one Zen 5 core). prefetchnta brings the weight
+// lines in as the first to be evicted, so x stays in L1: 0.75-0.94 vs
+// 0.66-0.74 interleaved. Short rows (x fits beside them) read slower with
+// it, and the int8 decode (x as int16) gained nothing.
+inline constexpr int kPrefetchLocalityLongRows = 0;
 
-// Prefetches the line `Ahead` bytes past p into L2. always_inline: GCC 12
-// silently dropped the prefetch of a plain inline function called from an
-// always_inline lambda (the int8 decode's group step).
-template <size_t Ahead = kPrefetchAhead>
+// Prefetches the line `Ahead` bytes past p (locality 2: into L2).
+// always_inline: GCC 12 silently dropped the prefetch of a plain inline
+// function called from an always_inline lambda (the int8 decode's group
+// step).
+template <size_t Ahead = kPrefetchAhead, int Locality = kPrefetchLocality>
 __attribute__((always_inline)) inline void PrefetchWeights(const uint8_t* p) {
-  __builtin_prefetch(p + Ahead, 0, kPrefetchLocality);
+  __builtin_prefetch(p + Ahead, 0, Locality);
 }
 
 // The distance for decoder D: D::kPrefetchAhead where a decoder sets one.
@@ -617,7 +630,7 @@ inline constexpr size_t kPrefetchAheadOf = [] {
 // For each of R rows n + r: acc0[r]/acc1[r] += chunk c of that row · x (two
 // chains: vectors alternate). The x vectors are loaded once for all R rows;
 // each row's arithmetic is the same for any R, so R never changes a result.
-template <class Arch, size_t R, class D>
+template <class Arch, size_t R, int Locality, class D>
 inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, size_t n, size_t c,
                       VF<Arch> (&acc0)[R], VF<Arch> (&acc1)[R]) {
   using V = VF<Arch>;
@@ -627,7 +640,9 @@ inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, s
   // unprefetched.
   static_assert(D::kChunkBytes <= 64);
   if (const size_t at = c * D::kChunkBytes; at % 64 < D::kChunkBytes) {
-    for (size_t r = 0; r < R; ++r) PrefetchWeights<kPrefetchAheadOf<D>>(dec.Row(n + r) + at);
+    for (size_t r = 0; r < R; ++r) {
+      PrefetchWeights<kPrefetchAheadOf<D>, Locality>(dec.Row(n + r) + at);
+    }
   }
   const float* x = xs + c * D::kChunk;
   V wv[kV];
@@ -650,8 +665,8 @@ inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, s
   }
 }
 
-// y[n + r] = row n + r · x for r < R.
-template <class Arch, size_t R, class D>
+// y[n + r] = row n + r · x for r < R, prefetching with Locality.
+template <class Arch, size_t R, int Locality, class D>
 void GemvRows(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n, float* y,
               float* chunk_scale) {
   using V = VF<Arch>;
@@ -664,10 +679,10 @@ void GemvRows(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n,
   if constexpr (D::kChunkScaled) dec.Scales(n, cc.full, chunk_scale);
   size_t c = 0;
   for (; c + 1 < cc.full; c += 2) {
-    GemvChunk<Arch>(dec, xs, chunk_scale, n, c, a0, a1);
-    GemvChunk<Arch>(dec, xs, chunk_scale, n, c + 1, a2, a3);
+    GemvChunk<Arch, R, Locality>(dec, xs, chunk_scale, n, c, a0, a1);
+    GemvChunk<Arch, R, Locality>(dec, xs, chunk_scale, n, c + 1, a2, a3);
   }
-  if (c < cc.full) GemvChunk<Arch>(dec, xs, chunk_scale, n, c, a0, a1);
+  if (c < cc.full) GemvChunk<Arch, R, Locality>(dec, xs, chunk_scale, n, c, a0, a1);
   for (size_t r = 0; r < R; ++r) {
     if (cc.tail != 0) {
       V wv[kV];
@@ -790,13 +805,16 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
   // 2304x9216, ~0.7 -> 0.36 at 9216x2304), so every other format reads one
   // row at a time.
   constexpr size_t kPair = F == Format::kF32 ? 2 : 1;
+  constexpr int kLongLocality =
+      F == Format::kF32 || F == Format::kBF16 ? kPrefetchLocalityLongRows : kPrefetchLocality;
   size_t n = n_begin;
   if (cc.padded_k >= kLongRowK) {
     for (; n + kPair <= n_end; n += kPair) {
-      GemvRows<Arch, kPair>(dec, cc, xs, n, y, chunk_scale);
+      GemvRows<Arch, kPair, kLongLocality>(dec, cc, xs, n, y, chunk_scale);
     }
+    for (; n < n_end; ++n) GemvRows<Arch, 1, kLongLocality>(dec, cc, xs, n, y, chunk_scale);
   }
-  for (; n < n_end; ++n) GemvRows<Arch, 1>(dec, cc, xs, n, y, chunk_scale);
+  for (; n < n_end; ++n) GemvRows<Arch, 1, kPrefetchLocality>(dec, cc, xs, n, y, chunk_scale);
 }
 
 // The arch decode runs with: Arch itself, except in the avx512 table for

@@ -602,10 +602,11 @@ inline constexpr int kPrefetchLocality = 2;
 // fills per weight line, competing with the weight stream's. A bf16 decode
 // whose x was folded into a 32-chunk window (wrong results, same weight
 // stream) read 2304x9216 at 1.07-1.15 of a read-sum stream instead of
-// 0.75-0.84 (session 11, one Zen 5 core). prefetchnta brings the weight
-// lines in as the first to be evicted, so x stays in L1: 0.75-0.94 vs
-// 0.66-0.74 interleaved. Short rows (x fits beside them) read slower with
-// it, and the int8 decode (x as int16) gained nothing.
+// 0.75-0.84 (session 11, one Zen 5 core). prefetchnta (weights are used
+// once) recovers part of that, presumably by keeping more of x in L1:
+// 0.75-0.94 vs 0.66-0.74 interleaved, 1 thread; 37-43 vs 33-36 GB/s at 2
+// threads. Short rows (x fits beside them) read slower with it, and the
+// int8 decode (x as int16) gained nothing (docs/benchmarks.md).
 inline constexpr int kPrefetchLocalityLongRows = 0;
 
 // Prefetches the line `Ahead` bytes past p (locality 2: into L2).

@@ -188,6 +188,22 @@ struct Int8Prep {
   size_t chunks, groups, quads;
 };
 
+// Runs step(q, tail, acc) for q < total, the full steps (q < full)
+// alternating between two accumulators so their FMA chains overlap, and
+// returns the accumulators' sum. Decode rows of Int8Row and Q4Row.
+template <class Step>
+__attribute__((always_inline)) inline __m512 TwoChains(size_t full, size_t total, Step step) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  size_t q = 0;
+  for (; q + 2 <= full; q += 2) {
+    step(q, false, acc0);
+    step(q + 1, false, acc1);
+  }
+  for (; q < full; ++q) step(q, false, acc0);
+  if (q < total) step(q, true, acc1);
+  return _mm512_add_ps(acc0, acc1);
+}
+
 // Int8Row's fold: four dot product vectors (one per 64-input chunk, 16
 // int32 lanes each) -> one vector whose lane 4L + j is the sum of the four
 // lanes of quarter L of vector j. Quarters 0-1 of a chunk belong to its
@@ -201,13 +217,14 @@ __attribute__((always_inline)) inline __m512i Fold4(__m512i d0, __m512i d1, __m5
 
 // u8(w ^ 0x80) · q_x of the 64-input chunk c of a weight row and the acts
 // (zero if the chunk does not exist; only its first 32 weight bytes if it
-// is the row's last, half chunk).
+// is the row's last, half chunk). Callers pass literal flags on the hot
+// path, so the checks fold away there (as in Q4ChunkDots).
 __attribute__((always_inline)) inline __m512i Int8ChunkDot(const uint8_t* w, const int8_t* xq,
-                                                           size_t c, size_t chunks, size_t groups) {
-  if (c >= chunks) return _mm512_setzero_si512();
+                                                           size_t c, bool exists, bool half) {
+  if (!exists) return _mm512_setzero_si512();
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  const __m512i b = 2 * c + 1 < groups ? _mm512_loadu_si512(w + c * 64)
-                                       : _mm512_maskz_loadu_epi8(0xFFFFFFFFull, w + c * 64);
+  const __m512i b =
+      half ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, w + c * 64) : _mm512_loadu_si512(w + c * 64);
   return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(b, flip),
                              _mm512_loadu_si512(xq + c * 64));
 }
@@ -235,7 +252,7 @@ Int8Prep PrepInt8(const QTensor& w, const Q8Acts& x) {
       auto excess = [&](size_t j) {
         const size_t c = 4 * q + j;
         if (c >= p.chunks) return _mm512_setzero_si512();
-        return Int8ChunkDot(zeros, x.q + c * 64, 0, 1, 2 * c + 1 < p.groups ? 2 : 1);
+        return Int8ChunkDot(zeros, x.q + c * 64, 0, true, 2 * c + 1 == p.groups);
       };
       _mm512_storeu_si512(xcq + 16 * q, Fold4(excess(0), excess(1), excess(2), excess(3)));
     }
@@ -341,43 +358,21 @@ void Int8Tile(const QTensor& w, const Q8Acts& x, const Int8Prep& p, const RowTil
 float Int8Row(const Int8Prep& p, const uint8_t* row, const uint16_t* scale, const int8_t* xq) {
   // Lane 4L + j uses block 2j + L / 2 of the quad's 8.
   const __m512i sw_idx = _mm512_set_epi32(7, 5, 3, 1, 7, 5, 3, 1, 6, 4, 2, 0, 6, 4, 2, 0);
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   auto quad = [&](size_t q, bool tail, __m512& acc) __attribute__((always_inline)) {
-    const size_t c = 4 * q;
-    __m512i u;
-    __m128i h;
-    if (tail) {
-      u = Fold4(Int8ChunkDot(row, xq, c, p.chunks, p.groups),
-                Int8ChunkDot(row, xq, c + 1, p.chunks, p.groups),
-                Int8ChunkDot(row, xq, c + 2, p.chunks, p.groups),
-                Int8ChunkDot(row, xq, c + 3, p.chunks, p.groups));
-      h = _mm_maskz_loadu_epi16(static_cast<__mmask8>((1u << (p.groups - 8 * q)) - 1u),
-                                scale + 8 * q);
-    } else {
-      const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-      __m512i d[4];
-      for (size_t j = 0; j < 4; ++j) {
-        d[j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                   _mm512_xor_si512(_mm512_loadu_si512(row + (c + j) * 64), flip),
-                                   _mm512_loadu_si512(xq + (c + j) * 64));
-      }
-      u = Fold4(d[0], d[1], d[2], d[3]);
-      h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scale + 8 * q));
-    }
+    auto dot = [&](size_t c) __attribute__((always_inline)) {
+      return Int8ChunkDot(row, xq, c, !tail || c < p.chunks, tail && 2 * c + 1 == p.groups);
+    };
+    __m512i u = Fold4(dot(4 * q), dot(4 * q + 1), dot(4 * q + 2), dot(4 * q + 3));
+    const __m128i h =
+        tail ? _mm_maskz_loadu_epi16(static_cast<__mmask8>((1u << (p.groups - 8 * q)) - 1u),
+                                     scale + 8 * q)
+             : _mm_loadu_si128(reinterpret_cast<const __m128i*>(scale + 8 * q));
     u = _mm512_sub_epi32(u, _mm512_loadu_si512(p.xcq + 16 * q));
     const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(u), _mm512_loadu_ps(p.sxq + 16 * q));
     const __m512 sw = _mm512_permutexvar_ps(sw_idx, _mm512_castps256_ps512(_mm256_cvtph_ps(h)));
     acc = _mm512_fmadd_ps(f, sw, acc);
   };
-  const size_t full = p.groups / 8;
-  size_t q = 0;
-  for (; q + 2 <= full; q += 2) {
-    quad(q, false, acc0);
-    quad(q + 1, false, acc1);
-  }
-  for (; q < full; ++q) quad(q, false, acc0);
-  if (q < p.quads) quad(q, true, acc1);
-  return Hsum(_mm512_add_ps(acc0, acc1));
+  return Hsum(TwoChains(p.groups / 8, p.quads, quad));
 }
 
 void MatmulQ8Int8Vnni(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin, size_t n_end) {
@@ -615,8 +610,6 @@ float Q4Row(const Q4Prep& p, const uint8_t* row, const uint16_t* scale, const ui
     per_pair = 8;
   }
   const size_t groups = p.groups;
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  const size_t full_pairs = nblocks / 4;
   auto pair = [&](size_t q, bool tail, __m512& acc) __attribute__((always_inline)) {
     const size_t c = 2 * q;
     const bool half0 = tail && 2 * c + 1 == nblocks;
@@ -642,13 +635,7 @@ float Q4Row(const Q4Prep& p, const uint8_t* row, const uint16_t* scale, const ui
     const __m512 sw = _mm512_permutexvar_ps(sw_idx, _mm512_castps256_ps512(_mm256_cvtph_ps(h)));
     acc = _mm512_fmadd_ps(f, sw, acc);
   };
-  size_t q = 0;
-  for (; q + 2 <= full_pairs; q += 2) {
-    pair(q, false, acc0);
-    pair(q + 1, false, acc1);
-  }
-  for (; q < full_pairs; ++q) pair(q, false, acc0);
-  if (q < p.pairs) pair(q, true, acc1);
+  const __m512 sum = TwoChains(nblocks / 4, p.pairs, pair);
   // Zero points: Σ_g s_g · z_g · Σ_{blocks of g} s_x · Σ q_x.
   __m512 corr = _mm512_setzero_ps();
   for (size_t g = 0; g < groups; g += 16) {
@@ -657,7 +644,7 @@ float Q4Row(const Q4Prep& p, const uint8_t* row, const uint16_t* scale, const ui
     const __m512 z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, zeros + g)));
     corr = _mm512_fmadd_ps(_mm512_mul_ps(sv, z), _mm512_maskz_loadu_ps(m, p.zt + g), corr);
   }
-  return Hsum(_mm512_sub_ps(_mm512_add_ps(acc0, acc1), corr));
+  return Hsum(_mm512_sub_ps(sum, corr));
 }
 
 template <int GS>

@@ -14,4 +14,8 @@ void FillAvx2Table(KernelTable& t) {
   simd::FillOps<Arch>(t);
 }
 
+void FillAvx2NtaLongRows(KernelTable& t) {
+  simd::FillMatmulNtaLongRows<xsimd::fma3<xsimd::avx2>>(t);
+}
+
 }  // namespace qlm::kernels

@@ -23,4 +23,6 @@ void FillAvx512Table(KernelTable& t) {
   simd::FillOps<Arch>(t);
 }
 
+void FillAvx512NtaLongRows(KernelTable& t) { simd::FillMatmulNtaLongRows<xsimd::avx512bw>(t); }
+
 }  // namespace qlm::kernels

@@ -11,6 +11,10 @@ namespace qlm::kernels {
 void FillScalarTable(KernelTable& t);  // every entry: the references
 void FillAvx2Table(KernelTable& t);
 void FillAvx512Table(KernelTable& t);
+// f32/bf16 decode whose long rows prefetch non-temporally (applied on Zen 5
+// only: see kPrefetchLocalityNta in kernels/simd/matmul-inl.h).
+void FillAvx2NtaLongRows(KernelTable& t);
+void FillAvx512NtaLongRows(KernelTable& t);
 void FillAvx512VnniTable(KernelTable& t);     // VNNI / BF16 entries only
 void FillAvx512VnniI16Table(KernelTable& t);  // VNNI int8 prefill (replaces the int8 entry)
 void FillAvx512VbmiTable(KernelTable& t);     // VBMI entries only (sfp8 matmul)

@@ -31,6 +31,9 @@ struct CpuFeatures {
   bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
   bool avx512_vnni = false, avx512_bf16 = false, avx512_vbmi = false;
   bool neon = false;
+  // AMD family 1Ah (Zen 5): its f32/bf16 long-row decode prefetches
+  // non-temporally, which halves it on Intel (FillAvx2NtaLongRows).
+  bool amd_zen5 = false;
 };
 
 #ifdef QLM_X86
@@ -46,7 +49,14 @@ CpuFeatures DetectCpu() {
   CpuFeatures f;
 #ifdef QLM_X86
   unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return f;
+  const bool amd = b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "AuthenticAMD"
   if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  // Family = base family (bits 8-11) + extended family (bits 20-27) when
+  // the base is 0xF.
+  const unsigned base_family = (a >> 8) & 0xF;
+  const unsigned family = base_family == 0xF ? base_family + ((a >> 20) & 0xFF) : base_family;
+  f.amd_zen5 = amd && family == 0x1A;
   const bool osxsave = (c >> 27) & 1;
   const bool avx = (c >> 28) & 1;
   const bool fma = (c >> 12) & 1;
@@ -131,6 +141,7 @@ const KernelTable& Avx2Table() {
   static const KernelTable t = [] {
     KernelTable t = ScalarTable();
     ApplyFill(t, FillAvx2Table, Isa::kAvx2);
+    if (Cpu().amd_zen5) ApplyFill(t, FillAvx2NtaLongRows, Isa::kAvx2);
     t.isa = Isa::kAvx2;
     return t;
   }();
@@ -147,6 +158,7 @@ const KernelTable& Avx512Table() {
     KernelTable t = ScalarTable();
 #endif
     ApplyFill(t, FillAvx512Table, Isa::kAvx512);
+    if (Cpu().amd_zen5) ApplyFill(t, FillAvx512NtaLongRows, Isa::kAvx512);
 #ifdef QLM_HAVE_AVX512_VNNI
     if (Cpu().avx512_vnni && Cpu().avx512_bf16) {
       ApplyFill(t, FillAvx512VnniTable, Isa::kAvx512);
@@ -265,6 +277,19 @@ const KernelTable& GetTable(Isa isa) {
   throw UsageError(NotAvailableMessage(isa));
 }
 
+KernelTable TableWithNtaLongRows(Isa isa) {
+  KernelTable t = GetTable(isa);
+  t.matmul[static_cast<int>(Format::kF32)] = nullptr;
+  t.matmul[static_cast<int>(Format::kBF16)] = nullptr;
+#ifdef QLM_HAVE_AVX2
+  if (isa == Isa::kAvx2) FillAvx2NtaLongRows(t);
+#endif
+#ifdef QLM_HAVE_AVX512
+  if (isa == Isa::kAvx512) FillAvx512NtaLongRows(t);
+#endif
+  return t;
+}
+
 const KernelTable& SelectTable(std::string_view request) {
   std::string_view name = request;
   std::string source = "--kernels";
@@ -308,6 +333,7 @@ std::string CpuFeatureString() {
   add(f.avx512_bf16, "avx512_bf16");
   add(f.avx512_vbmi, "avx512_vbmi");
   add(f.neon, "neon");
+  add(f.amd_zen5, "zen5");
   return s;
 }
 

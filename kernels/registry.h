@@ -192,6 +192,11 @@ Isa BestIsa();
 // The table for `isa`; throws qlm::UsageError naming the ISA and the CPU's
 // features if it is not available here.
 const KernelTable& GetTable(Isa isa);
+// GetTable(isa) with the f32/bf16 entries whose long-row decode prefetches
+// non-temporally, as Zen 5 gets them by default, whatever the CPU: for
+// tests and A/B runs of that choice. Null entries if isa has no such
+// variant (scalar, neon); throws as GetTable does.
+KernelTable TableWithNtaLongRows(Isa isa);
 // Picks the table: `request` ("scalar", "avx2", "avx512", "neon"; empty =
 // the QLM_KERNELS environment variable, else BestIsa()). Throws
 // qlm::UsageError for an unknown name or an ISA the CPU lacks.

@@ -592,8 +592,8 @@ struct ChunkCounts {
 // takes the same hint.
 inline constexpr size_t kPrefetchAhead = 8192;
 // Rows at least this long count as long: f32 decode reads two rows per x
-// load there, f32 and bf16 prefetch their weights non-temporally, and the
-// avx512 table decodes int8 on 256-bit vectors.
+// load there, f32 and bf16 may prefetch their weights non-temporally (Zen
+// 5), and the avx512 table decodes int8 on 256-bit vectors.
 inline constexpr size_t kLongRowK = 4096;
 inline constexpr int kPrefetchLocality = 2;
 // Long f32/bf16 rows: x (f32, 4 bytes per input) and one row of weights no
@@ -603,11 +603,15 @@ inline constexpr int kPrefetchLocality = 2;
 // whose x was folded into a 32-chunk window (wrong results, same weight
 // stream) read 2304x9216 at 1.07-1.15 of a read-sum stream instead of
 // 0.75-0.84 (session 11, one Zen 5 core). prefetchnta (weights are used
-// once) recovers part of that, presumably by keeping more of x in L1:
+// once) recovers part of that there, presumably by keeping more of x in L1:
 // 0.75-0.94 vs 0.66-0.74 interleaved, 1 thread; 37-43 vs 33-36 GB/s at 2
-// threads. Short rows (x fits beside them) read slower with it, and the
-// int8 decode (x as int16) gained nothing (docs/benchmarks.md).
-inline constexpr int kPrefetchLocalityLongRows = 0;
+// threads. On an Intel Xeon (Emerald Rapids, session 12) the same hint
+// HALVED the long rows (f32 and bf16 2304x9216: 0.43-0.47 of the probe vs
+// 0.77-0.92 with prefetcht1), so it is not the default: the registry patches
+// the nta variants (FillMatmulNtaLongRows) in on AMD family 1Ah (Zen 5) only.
+// Short rows read slower with it on Zen 5 too, and the int8 decode (x as
+// int16) gained nothing (docs/benchmarks.md).
+inline constexpr int kPrefetchLocalityNta = 0;
 
 // Prefetches the line `Ahead` bytes past p (locality 2: into L2).
 // always_inline: GCC 12 silently dropped the prefetch of a plain inline
@@ -787,8 +791,9 @@ void MatmulTiled(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t
   }
 }
 
-// Decode (m == 1) of rows [n_begin, n_end) with the kernels of Arch.
-template <class Arch, Format F>
+// Decode (m == 1) of rows [n_begin, n_end) with the kernels of Arch; long
+// rows (K >= kLongRowK) prefetch with LongLocality.
+template <class Arch, Format F, int LongLocality>
 void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_end) {
   using D = Decoder<Arch, F>;
   const D dec(w);
@@ -806,14 +811,12 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
   // 2304x9216, ~0.7 -> 0.36 at 9216x2304), so every other format reads one
   // row at a time.
   constexpr size_t kPair = F == Format::kF32 ? 2 : 1;
-  constexpr int kLongLocality =
-      F == Format::kF32 || F == Format::kBF16 ? kPrefetchLocalityLongRows : kPrefetchLocality;
   size_t n = n_begin;
   if (cc.padded_k >= kLongRowK) {
     for (; n + kPair <= n_end; n += kPair) {
-      GemvRows<Arch, kPair, kLongLocality>(dec, cc, xs, n, y, chunk_scale);
+      GemvRows<Arch, kPair, LongLocality>(dec, cc, xs, n, y, chunk_scale);
     }
-    for (; n < n_end; ++n) GemvRows<Arch, 1, kLongLocality>(dec, cc, xs, n, y, chunk_scale);
+    for (; n < n_end; ++n) GemvRows<Arch, 1, LongLocality>(dec, cc, xs, n, y, chunk_scale);
   }
   for (; n < n_end; ++n) GemvRows<Arch, 1, kPrefetchLocality>(dec, cc, xs, n, y, chunk_scale);
 }
@@ -832,11 +835,13 @@ struct GemvArch<xsimd::avx512bw, F> {
 };
 #endif
 
-template <class Arch, Format F>
+template <class Arch, Format F, int LongLocality = kPrefetchLocality>
 void Matmul(const QTensor& w, const float* x, size_t m, float* y, size_t n_begin, size_t n_end) {
   CheckMatmulArgs(w, F, n_begin, n_end);
   if (m == 0 || n_begin == n_end) return;
-  if (m == 1) return Gemv<typename GemvArch<Arch, F>::type, F>(w, x, y, n_begin, n_end);
+  if (m == 1) {
+    return Gemv<typename GemvArch<Arch, F>::type, F, LongLocality>(w, x, y, n_begin, n_end);
+  }
   using D = Decoder<Arch, F>;
   const D dec(w);
   const ChunkCounts<D> cc(w);
@@ -912,6 +917,18 @@ void FillMatmul(KernelTable& t) {
   t.matmul[static_cast<int>(Format::kSFP8)] = mm::Matmul<Arch, Format::kSFP8>;
   t.quantize_acts = mm::QuantizeActs<Arch>;
   FillMatmulQ8<Arch>(t);
+}
+
+// The f32/bf16 entries whose long-row decode prefetches with prefetchnta:
+// faster on Zen 5, twice as slow on Emerald Rapids (see
+// kPrefetchLocalityNta); the registry applies this on top of FillMatmul
+// where it was measured to pay.
+template <class Arch>
+void FillMatmulNtaLongRows(KernelTable& t) {
+  t.matmul[static_cast<int>(Format::kF32)] =
+      mm::Matmul<Arch, Format::kF32, mm::kPrefetchLocalityNta>;
+  t.matmul[static_cast<int>(Format::kBF16)] =
+      mm::Matmul<Arch, Format::kBF16, mm::kPrefetchLocalityNta>;
 }
 
 }  // namespace qlm::kernels::simd

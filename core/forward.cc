@@ -62,6 +62,7 @@ struct ActInput {
   LinearProfile* profile = nullptr;
   bool quantized = false;
   const int32_t* perm = nullptr;  // the permutation the int8 copy was made with
+  size_t block = 0;               // and its activation block (kernels::Q8ActBlockFor)
   kernels::Q8Acts q8;
 };
 
@@ -77,12 +78,19 @@ bool SamePerm(const int32_t* a, const int32_t* b, size_t n) {
   return a == b || (a != nullptr && b != nullptr && std::memcmp(a, b, n * sizeof(int32_t)) == 0);
 }
 
-// The int8 copy of `in` gathered by w's permutation; quantized once (rows
-// split across the pool) and reused while the permutation stays the same.
+// Whether two weights take their int8 activations in the same blocks.
+bool SameActBlock(const TensorDesc& a, const TensorDesc& b, size_t rows) {
+  return kernels::Q8ActBlockFor(a, rows) == kernels::Q8ActBlockFor(b, rows);
+}
+
+// The int8 copy of `in` gathered by w's permutation, in the activation
+// blocks w takes; quantized once (rows split across the pool) and reused
+// while the permutation and the block stay the same.
 const kernels::Q8Acts& Quantized(const Transformer& m, ForwardScratch& s, ThreadPool* pool,
                                  ActInput& in, const QTensor& w) {
   const int32_t* perm = PermOf(w);
-  if (in.quantized && SamePerm(in.perm, perm, in.cols)) return in.q8;
+  const size_t block = kernels::Q8ActBlockFor(w.desc, in.rows);
+  if (in.quantized && in.block == block && SamePerm(in.perm, perm, in.cols)) return in.q8;
   if (in.cols > s.q8_max_k || in.rows > s.max_batch) {
     throw Error("forward: linear input [" + std::to_string(in.rows) + ", " +
                 std::to_string(in.cols) + "] exceeds the int8 scratch of " +
@@ -95,10 +103,11 @@ const kernels::Q8Acts& Quantized(const Transformer& m, ForwardScratch& s, Thread
   q.q = s.q8_codes;
   q.scales = s.q8_scales;
   q.sums = s.q8_sums;
-  const size_t kp = q.k_padded, blocks = kernels::Q8ActsBlockCount(1, in.cols);
+  q.block = block;
+  const size_t kp = q.k_padded, blocks = kp / block;
   const kernels::QuantizeActsFn fn = m.kernels->quantize_acts;
   auto rows = [&](size_t begin, size_t end, size_t) {
-    fn(in.x + begin * in.cols, end - begin, in.cols, perm, s.q8_codes + begin * kp,
+    fn(in.x + begin * in.cols, end - begin, in.cols, perm, block, s.q8_codes + begin * kp,
        s.q8_scales + begin * blocks, s.q8_sums + begin * blocks);
   };
   if (pool == nullptr || in.rows * in.cols < kMinParallelWork) {
@@ -108,6 +117,7 @@ const kernels::Q8Acts& Quantized(const Transformer& m, ForwardScratch& s, Thread
   }
   in.quantized = true;
   in.perm = perm;
+  in.block = block;
   return q;
 }
 
@@ -125,7 +135,7 @@ void MatmulQ8Range(const Transformer& m, const QTensor& w, const kernels::Q8Acts
   }
   const size_t nb =
       std::max<size_t>(kRowGrain, kQ8WeightBlockBytes / w.desc.row_bytes / kRowGrain * kRowGrain);
-  const size_t blocks = x.k_padded / kernels::kQ8ActBlock, n_total = w.desc.rows;
+  const size_t blocks = x.k_padded / x.block, n_total = w.desc.rows;
   for (size_t n0 = begin; n0 < end; n0 += nb) {
     const size_t n1 = std::min(end, n0 + nb);
     for (size_t i0 = 0; i0 < x.m; i0 += mb) {
@@ -176,7 +186,8 @@ void Linears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, ActInput
   size_t total = 0;
   uint64_t bytes = 0;  // weight bytes the loop reads (for the profile)
   for (const Linear& l : ls) {
-    uniform &= UsesInt8Acts(m, *l.w) == q8 && SamePerm(PermOf(*l.w), PermOf(*first->w), in.cols);
+    uniform &= UsesInt8Acts(m, *l.w) == q8 && SamePerm(PermOf(*l.w), PermOf(*first->w), in.cols) &&
+               SameActBlock(l.w->desc, first->w->desc, in.rows);
     total += l.w->desc.rows;
     bytes += l.w->desc.total_bytes;
   }
@@ -220,8 +231,9 @@ void GatedLinears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, Act
                   kernels::GluFn glu) {
   const size_t ff = w_gate.desc.rows;
   const bool q8 = UsesInt8Acts(m, w_gate);
-  const bool uniform =
-      UsesInt8Acts(m, w_up) == q8 && SamePerm(PermOf(w_gate), PermOf(w_up), in.cols);
+  const bool uniform = UsesInt8Acts(m, w_up) == q8 &&
+                       SamePerm(PermOf(w_gate), PermOf(w_up), in.cols) &&
+                       SameActBlock(w_gate.desc, w_up.desc, in.rows);
   auto apply = [&](size_t begin, size_t end) {
     for (size_t i = 0; i < in.rows; ++i) {
       glu(gate + i * ff + begin, up + i * ff + begin, gate + i * ff + begin, end - begin);

@@ -22,6 +22,9 @@
 //    the 1/16 is folded into the activation scales. The zero point is
 //    subtracted once per group at the end:
 //    Σ s_w·(q − z)·s_x·q_x = s_w·(Σ s_x·Σ q·q_x − z·Σ s_x·Σ q_x).
+//    With activation blocks of 64 (prefill, groups of 64/128) the low
+//    nibbles are shifted up to 16·q as well, and both nibbles' products go
+//    into one int32 accumulator before a single cvt (Q4StepWide).
 //    For decode (Q4Row) the int32 partial sums of two chunks are first
 //    folded with shuffles and adds into one vector (2 lanes per block), so
 //    the float work is one cvt, one multiply and one FMA per 256 inputs.
@@ -400,21 +403,29 @@ void MatmulQ8Int8Vnni(const QTensor& w, const Q8Acts& x, float* y, size_t n_begi
 
 struct Q4Prep {
   const int8_t* xq;  // [m][chunks][128]: act codes in nibble order (see top)
-  const float* sxe;  // [m][chunks][2][16]: scales for the low / high (÷16) nibbles
+  // Act scales per chunk. Blocks of 32: [m][chunks][2][16], for the low /
+  // high (÷16) nibbles. Blocks of 64 (`wide`): [m][chunks][16], lanes 0-7
+  // the chunk's first block and 8-15 its second, both ÷16 (see Q4StepWide).
+  const float* sxe;
   const float* zt;   // [m][groups]: Σ_{blocks of g} s_x · Σ q_x
   const float* sxp;  // m == 1 only: [pairs][16], scales in Q4Row's lane order
   size_t chunks, groups, pairs;
+  bool wide;  // m > 1 with blocks of 64
 };
 
 Q4Prep PrepQ4(const QTensor& w, const Q8Acts& x) {
   Q4Prep p;
-  const size_t xblocks = x.k_padded / kQ8ActBlock;
+  const size_t xblocks = x.k_padded / x.block;
   const size_t nblocks = w.desc.padded_cols / kQ4BlockSize;  // 64-input blocks
-  const size_t bpg = w.desc.group_size / kQ8ActBlock;
+  const size_t bpg = w.desc.group_size / x.block;
+  // The 32-input half h (of 2 · nblocks) lies in act block h >> shift.
+  const unsigned shift = x.block == kQ8ActBlockWide ? 1 : 0;
   p.chunks = (nblocks + 1) / 2;
   p.groups = w.desc.groups_per_row;
+  p.wide = shift != 0 && x.m > 1;
+  const size_t sxe_per_chunk = p.wide ? 16 : 32;
   int8_t* xq = static_cast<int8_t*>(Scratch<0>(x.m * p.chunks * 128));
-  float* sxe = static_cast<float*>(Scratch<1>(x.m * p.chunks * 32 * sizeof(float)));
+  float* sxe = static_cast<float*>(Scratch<1>(x.m * p.chunks * sxe_per_chunk * sizeof(float)));
   float* zt = static_cast<float*>(Scratch<2>(x.m * p.groups * sizeof(float)));
   for (size_t i = 0; i < x.m; ++i) {
     const int8_t* src = x.q + i * x.k_padded;
@@ -422,28 +433,35 @@ Q4Prep PrepQ4(const QTensor& w, const Q8Acts& x) {
     const int32_t* sums = x.sums + i * xblocks;
     for (size_t c = 0; c < p.chunks; ++c) {
       int8_t* dst = xq + (i * p.chunks + c) * 128;
-      float* s = sxe + (i * p.chunks + c) * 32;
-      // Act block a of this chunk (0..3) exists if 4c + a < 2 · nblocks.
-      auto block = [&](size_t a, int8_t* out, float* scale_out, float factor) {
-        const size_t b = 4 * c + a;
-        if (b < 2 * nblocks) {
-          std::memcpy(out, src + b * 32, 32);
-          std::fill(scale_out, scale_out + 8, sx[b] * factor);
+      float* s = sxe + (i * p.chunks + c) * sxe_per_chunk;
+      // Half a of this chunk (0..3) exists if 4c + a < 2 · nblocks.
+      auto half = [&](size_t a, int8_t* out, float* scale_out, float factor) {
+        const size_t h = 4 * c + a;
+        if (h < 2 * nblocks) {
+          std::memcpy(out, src + h * 32, 32);
+          if (scale_out != nullptr) std::fill(scale_out, scale_out + 8, sx[h >> shift] * factor);
         } else {
           std::memset(out, 0, 32);
-          std::fill(scale_out, scale_out + 8, 0.0f);
+          if (scale_out != nullptr) std::fill(scale_out, scale_out + 8, 0.0f);
         }
       };
-      block(0, dst, s, 1.0f);
-      block(2, dst + 32, s + 8, 1.0f);
-      block(1, dst + 64, s + 16, 0.0625f);  // high nibbles: 16·q, exact ÷16
-      block(3, dst + 96, s + 24, 0.0625f);
+      if (p.wide) {  // both nibbles' products share a scale, ÷16 (Q4StepWide)
+        half(0, dst, s, 0.0625f);
+        half(2, dst + 32, s + 8, 0.0625f);
+        half(1, dst + 64, nullptr, 0.0f);
+        half(3, dst + 96, nullptr, 0.0f);
+      } else {
+        half(0, dst, s, 1.0f);
+        half(2, dst + 32, s + 8, 1.0f);
+        half(1, dst + 64, s + 16, 0.0625f);  // high nibbles: 16·q, exact ÷16
+        half(3, dst + 96, s + 24, 0.0625f);
+      }
     }
     for (size_t g = 0; g < p.groups; ++g) {
       float t = 0.0f;
       for (size_t bb = 0; bb < bpg; ++bb) {
         const size_t b = g * bpg + bb;
-        if (b < 2 * nblocks) t += sx[b] * static_cast<float>(sums[b]);
+        if (b * x.block < w.desc.padded_cols) t += sx[b] * static_cast<float>(sums[b]);
       }
       zt[i * p.groups + g] = t;
     }
@@ -452,19 +470,19 @@ Q4Prep PrepQ4(const QTensor& w, const Q8Acts& x) {
   p.sxe = sxe;
   p.zt = zt;
   // Decode: act scales for Q4Row, per pair of chunks (c, c + 1): lane
-  // 4k + j holds block k of {A, C, B, D} = {4c, 4c+2, 4c+1, 4c+3} of chunk
-  // c (j < 2) or c + 1 (j >= 2); high-nibble blocks B, D carry the 1/16.
+  // 4k + j holds half k of {A, C, B, D} = {4c, 4c+2, 4c+1, 4c+3} of chunk
+  // c (j < 2) or c + 1 (j >= 2); high-nibble halves B, D carry the 1/16.
   p.pairs = (p.chunks + 1) / 2;
   p.sxp = nullptr;
   if (x.m == 1) {
     float* sxp = static_cast<float*>(Scratch<4>(p.pairs * 16 * sizeof(float)));
-    constexpr size_t kBlockOf[4] = {0, 2, 1, 3};
+    constexpr size_t kHalfOf[4] = {0, 2, 1, 3};
     for (size_t q = 0; q < p.pairs; ++q) {
       for (size_t k = 0; k < 4; ++k) {
         for (size_t j = 0; j < 4; ++j) {
-          const size_t b = 4 * (2 * q + j / 2) + kBlockOf[k];
+          const size_t h = 4 * (2 * q + j / 2) + kHalfOf[k];
           const float factor = (k >= 2) ? 0.0625f : 1.0f;
-          sxp[16 * q + 4 * k + j] = b < 2 * nblocks ? x.scales[b] * factor : 0.0f;
+          sxp[16 * q + 4 * k + j] = h < 2 * nblocks ? x.scales[h >> shift] * factor : 0.0f;
         }
       }
     }
@@ -528,7 +546,47 @@ __attribute__((always_inline)) inline void Q4Step(const Q4Prep& p, const uint8_t
   }
 }
 
-template <int GS, size_t R, size_t MT>
+// Q4Step for activation blocks of 64 (groups of 64 or 128): in every lane
+// the low and the high nibbles' products share both the act scale and the
+// weight scale, so they are summed in int32 before one conversion. The low
+// nibbles are shifted up to 16·q like the high ones (b << 4 & 0xF0), so one
+// accumulator holds 16 · Σ q·q_x (|lane| ≤ 8 · 240 · 127 < 2^31) and the ÷16
+// sits in the act scales: per weight row and act row 2 vpdpbusd, 1 cvt, 1
+// multiply and 1 FMA per 128 inputs (Q4Step: 2, 2 and 3; vpdpbusd and cvt
+// compete for one port on Intel).
+template <int GS, size_t R, size_t MT, bool Half>
+__attribute__((always_inline)) inline void Q4StepWide(const Q4Prep& p, const uint8_t* const* data,
+                                                      const float* const* scale, size_t c,
+                                                      size_t i0, __m512 (&acc)[MT][R]) {
+  static_assert(GS == 64 || GS == 128);
+  const __m512i hi_mask = _mm512_set1_epi8(static_cast<char>(0xF0));
+  __m512i lo[R], hi[R];
+  __m512 sw[R];
+  for (size_t r = 0; r < R; ++r) {
+    const uint8_t* src = data[r] + c * 64;
+    const __m512i b = Half ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, src) : _mm512_loadu_si512(src);
+    lo[r] = _mm512_and_si512(_mm512_slli_epi16(b, 4), hi_mask);
+    hi[r] = _mm512_and_si512(b, hi_mask);
+    const float* s = scale[r];
+    if constexpr (GS == 128) {
+      sw[r] = _mm512_set1_ps(s[c]);
+    } else {
+      sw[r] = Expand2(Half ? _mm_load_ss(s + 2 * c) : Load2(s + 2 * c), 0, 1);
+    }
+  }
+  for (size_t i = 0; i < MT; ++i) {
+    const int8_t* xq = p.xq + ((i0 + i) * p.chunks + c) * 128;
+    const __m512i xl = _mm512_load_si512(xq), xh = _mm512_load_si512(xq + 64);
+    const __m512 sx = _mm512_load_ps(p.sxe + ((i0 + i) * p.chunks + c) * 16);
+    for (size_t r = 0; r < R; ++r) {
+      const __m512i d =
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[r], xl), hi[r], xh);
+      acc[i][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sw[r], sx), acc[i][r]);
+    }
+  }
+}
+
+template <int GS, size_t R, size_t MT, bool Wide>
 void Q4Tile(const QTensor& w, const Q4Prep& p, const RowTile<R>& rows, size_t nr, size_t i0,
             float* y) {
   const uint8_t* data[R];
@@ -548,11 +606,18 @@ void Q4Tile(const QTensor& w, const Q4Prep& p, const RowTile<R>& rows, size_t nr
   }
   const size_t nblocks = w.desc.padded_cols / kQ4BlockSize, full = nblocks / 2;
   size_t c = 0;
+  auto step = [&]<bool Half>(size_t chunk, __m512(&a)[MT][R]) __attribute__((always_inline)) {
+    if constexpr (Wide) {
+      Q4StepWide<GS, R, MT, Half>(p, data, scale, chunk, i0, a);
+    } else {
+      Q4Step<GS, R, MT, Half>(p, data, scale, chunk, i0, a);
+    }
+  };
   for (; c + A <= full; c += A) {
-    for (size_t a = 0; a < A; ++a) Q4Step<GS, R, MT, false>(p, data, scale, c + a, i0, acc[a]);
+    for (size_t a = 0; a < A; ++a) step.template operator()<false>(c + a, acc[a]);
   }
-  for (; c < full; ++c) Q4Step<GS, R, MT, false>(p, data, scale, c, i0, acc[0]);
-  if (nblocks % 2 != 0) Q4Step<GS, R, MT, true>(p, data, scale, full, i0, acc[0]);
+  for (; c < full; ++c) step.template operator()<false>(c, acc[0]);
+  if (nblocks % 2 != 0) step.template operator()<true>(full, acc[0]);
   for (size_t i = 0; i < MT; ++i) {
     for (size_t r = 0; r < R; ++r) {
       if (r >= nr) break;  // constant bound keeps acc in registers
@@ -662,8 +727,12 @@ void MatmulQ8Q4VnniGs(const QTensor& w, const Q8Acts& x, float* y, size_t n_begi
   ForTiles<kRowsTiled>(
       w, x.m, kTileM, n_begin, n_end, [&](const RowTile<kRowsTiled>& rows, size_t i0, size_t mt) {
         const size_t nr = std::min(kRowsTiled, n_end - rows.idx[0]);
-        DispatchMT<kTileM>(mt,
-                           [&]<size_t MT>() { Q4Tile<GS, kRowsTiled, MT>(w, p, rows, nr, i0, y); });
+        DispatchMT<kTileM>(mt, [&]<size_t MT>() {
+          if constexpr (GS != 32) {  // blocks of 64 never meet groups of 32 (CheckMatmulQ8Args)
+            if (p.wide) return Q4Tile<GS, kRowsTiled, MT, true>(w, p, rows, nr, i0, y);
+          }
+          Q4Tile<GS, kRowsTiled, MT, false>(w, p, rows, nr, i0, y);
+        });
       });
 }
 

@@ -1,4 +1,5 @@
-// Buffer sizes for the int8-activation (Q8Acts) matmul path.
+// Buffer sizes and the block choice for the int8-activation (Q8Acts) matmul
+// path.
 #include "kernels/registry.h"
 
 namespace qlm::kernels {
@@ -12,5 +13,10 @@ size_t PaddedK(size_t k) { return (k + 63) / 64 * 64; }
 size_t Q8ActsQuantBytes(size_t m, size_t k) { return m * PaddedK(k); }
 
 size_t Q8ActsBlockCount(size_t m, size_t k) { return m * (PaddedK(k) / kQ8ActBlock); }
+
+size_t Q8ActBlockFor(const TensorDesc& w, size_t m) {
+  const bool wide = m > 1 && w.format == Format::kQ4 && w.group_size % kQ8ActBlockWide == 0;
+  return wide ? kQ8ActBlockWide : kQ8ActBlock;
+}
 
 }  // namespace qlm::kernels

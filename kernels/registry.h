@@ -26,17 +26,32 @@ inline constexpr int kNumIsas = 4;
 const char* IsaName(Isa isa);  // "scalar", "avx2", "avx512", "neon"
 
 // Activations quantized to int8 for the integer-dot-product matmul path:
-// symmetric, blocks of 32 along K (K padded to a multiple of 64 with zeros so
-// both the int8 (32) and q4 (64) weight layouts can consume it).
+// symmetric, one scale per block of `block` inputs along K (K padded to a
+// multiple of 64 with zeros so both the int8 (32) and q4 (64) weight layouts
+// can consume it). Blocks are 32 inputs, or 64 for q4 weights whose groups
+// are 64 or 128 inputs (see Q8ActBlockFor).
 inline constexpr size_t kQ8ActBlock = 32;
+inline constexpr size_t kQ8ActBlockWide = 64;
 struct Q8Acts {
   const int8_t* q = nullptr;      // [m, k_padded]
-  const float* scales = nullptr;  // [m, k_padded / 32]: x ≈ scale · q
-  const int32_t* sums = nullptr;  // [m, k_padded / 32]: Σ q over the block
+  const float* scales = nullptr;  // [m, k_padded / block]: x ≈ scale · q
+  const int32_t* sums = nullptr;  // [m, k_padded / block]: Σ q over the block
   size_t m = 0;
-  size_t k = 0;         // logical K
-  size_t k_padded = 0;  // K rounded up to a multiple of 64
+  size_t k = 0;                // logical K
+  size_t k_padded = 0;         // K rounded up to a multiple of 64
+  size_t block = kQ8ActBlock;  // kQ8ActBlock or kQ8ActBlockWide
 };
+
+// The activation block the int8-activation path uses for weight `w` and m
+// activation rows. Prefill (m > 1) of q4 weights with groups of 64 or 128
+// takes 64-input blocks: a 64-byte weight load then meets one activation
+// scale in its low and its high nibbles, so the VNNI kernel sums both
+// nibbles' dot products in int32 before one conversion to float (2
+// vpdpbusd + 1 cvt + 2 FP ops per 128 inputs instead of 2 + 2 + 3), ~25 %
+// faster on Emerald Rapids (docs/benchmarks.md). Decode keeps blocks of 32:
+// it is memory-bound, so the finer activation rounding costs nothing there.
+// Every table's matmul_q8 accepts both blocks.
+size_t Q8ActBlockFor(const TensorDesc& w, size_t m);
 
 // y[i, n] = Σ_k x[i, k] · W[n, k] for i < m and n_begin <= n < n_end.
 // x: [m, K] in the ORIGINAL input order (the kernel applies w.perm).
@@ -46,10 +61,12 @@ using MatmulFn = void (*)(const QTensor& w, const float* x, size_t m, float* y, 
                           size_t n_end);
 
 // Quantizes x [m, k] into the Q8Acts buffers (sized by the caller from
-// Q8ActsBytes). perm (nullable, k entries) gathers x[perm[j]] first, so the
-// result matches a weight stored with that permutation.
-using QuantizeActsFn = void (*)(const float* x, size_t m, size_t k, const int32_t* perm, int8_t* q,
-                                float* scales, int32_t* sums);
+// Q8ActsQuantBytes / Q8ActsBlockCount), one scale and sum per `block`
+// inputs (kQ8ActBlock or kQ8ActBlockWide; anything else throws). perm
+// (nullable, k entries) gathers x[perm[j]] first, so the result matches a
+// weight stored with that permutation.
+using QuantizeActsFn = void (*)(const float* x, size_t m, size_t k, const int32_t* perm,
+                                size_t block, int8_t* q, float* scales, int32_t* sums);
 
 // Same contract as MatmulFn with int8 activations; only int8 and q4 weights.
 using MatmulQ8Fn = void (*)(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin,
@@ -180,7 +197,8 @@ const void* OpEntry(const KernelTable& t, Op op);
 
 // Bytes needed for the Q8Acts buffers of an [m, k] activation.
 size_t Q8ActsQuantBytes(size_t m, size_t k);  // int8 codes
-size_t Q8ActsBlockCount(size_t m, size_t k);  // entries of scales and of sums
+size_t Q8ActsBlockCount(size_t m,
+                        size_t k);  // entries of scales and of sums (enough for any block)
 
 // Tables compiled into this binary for this processor family (x86-64:
 // scalar, avx2, avx512; aarch64: scalar, neon).

@@ -147,7 +147,10 @@ void RunMatmul(benchmark::State& state, Case c) {
   std::vector<int8_t> xq(kernels::Q8ActsQuantBytes(c.m, c.k));
   std::vector<float> xs(kernels::Q8ActsBlockCount(c.m, c.k));
   std::vector<int32_t> xsum(kernels::Q8ActsBlockCount(c.m, c.k));
-  const kernels::Q8Acts acts{xq.data(), xs.data(), xsum.data(), c.m, c.k, (c.k + 63) / 64 * 64};
+  // The activation blocks the engine would use for this weight and m.
+  const size_t block = kernels::Q8ActBlockFor(views.front().desc, c.m);
+  const kernels::Q8Acts acts{xq.data(), xs.data(), xsum.data(), c.m, c.k, (c.k + 63) / 64 * 64,
+                             block};
   const int f = static_cast<int>(c.format);
   size_t it = 0;
   double best = 1e30;  // fastest single call, seconds
@@ -163,7 +166,7 @@ void RunMatmul(benchmark::State& state, Case c) {
     const QTensor& w = views[it++ % views.size()];
     const auto t0 = std::chrono::steady_clock::now();
     if (c.q8) {
-      t.quantize_acts(x.data(), c.m, c.k, w.perm, xq.data(), xs.data(), xsum.data());
+      t.quantize_acts(x.data(), c.m, c.k, w.perm, block, xq.data(), xs.data(), xsum.data());
       t.matmul_q8[f](w, acts, y.data(), 0, c.n);
     } else {
       t.matmul[f](w, x.data(), c.m, y.data(), 0, c.n);

@@ -86,25 +86,26 @@ void MatmulRef(const QTensor& w, const float* x, size_t m, float* y, size_t n_be
   }
 }
 
-void QuantizeActsRef(const float* x, size_t m, size_t k, const int32_t* perm, int8_t* q,
-                     float* scales, int32_t* sums) {
-  const size_t kp = (k + 63) / 64 * 64, blocks = kp / kQ8ActBlock;
+void QuantizeActsRef(const float* x, size_t m, size_t k, const int32_t* perm, size_t block,
+                     int8_t* q, float* scales, int32_t* sums) {
+  CheckQ8ActBlock(block);
+  const size_t kp = (k + 63) / 64 * 64, blocks = kp / block;
   for (size_t i = 0; i < m; ++i) {
     const float* xi = x + i * k;
     for (size_t b = 0; b < blocks; ++b) {
-      float v[kQ8ActBlock];
+      float v[kQ8ActBlockWide];
       float amax = 0.0f;
-      for (size_t j = 0; j < kQ8ActBlock; ++j) {
-        const size_t c = b * kQ8ActBlock + j;
+      for (size_t j = 0; j < block; ++j) {
+        const size_t c = b * block + j;
         v[j] = c < k ? xi[perm ? static_cast<size_t>(perm[c]) : c] : 0.0f;
         amax = std::fmax(amax, std::fabs(v[j]));
       }
       const float scale = Q8Scale(amax), inv = Q8InvScale(scale);
       int32_t sum = 0;
-      for (size_t j = 0; j < kQ8ActBlock; ++j) {
+      for (size_t j = 0; j < block; ++j) {
         float r = std::nearbyint(v[j] * inv);
         r = std::fmin(127.0f, std::fmax(-127.0f, r));
-        q[i * kp + b * kQ8ActBlock + j] = static_cast<int8_t>(r);
+        q[i * kp + b * block + j] = static_cast<int8_t>(r);
         sum += static_cast<int32_t>(r);
       }
       scales[i * blocks + b] = scale;
@@ -117,7 +118,7 @@ void QuantizeActsRef(const float* x, size_t m, size_t k, const int32_t* perm, in
 void MatmulQ8Int8Ref(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin, size_t n_end) {
   CheckMatmulQ8Args(w, Format::kInt8, x, n_begin, n_end);
   const TensorDesc& d = w.desc;
-  const size_t xblocks = x.k_padded / kQ8ActBlock;
+  const size_t xblocks = x.k_padded / x.block;
   for (size_t n = n_begin; n < n_end; ++n) {
     const int8_t* wr = reinterpret_cast<const int8_t*>(w.data + n * d.row_bytes);
     for (size_t i = 0; i < x.m; ++i) {
@@ -140,8 +141,8 @@ void MatmulQ8Int8Ref(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin
 void MatmulQ8Q4Ref(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin, size_t n_end) {
   CheckMatmulQ8Args(w, Format::kQ4, x, n_begin, n_end);
   const TensorDesc& d = w.desc;
-  const size_t xblocks = x.k_padded / kQ8ActBlock;
-  const size_t blocks_per_group = d.group_size / kQ8ActBlock;
+  const size_t xblocks = x.k_padded / x.block;
+  const size_t blocks_per_group = d.group_size / x.block;
   for (size_t n = n_begin; n < n_end; ++n) {
     for (size_t i = 0; i < x.m; ++i) {
       const int8_t* xq = x.q + i * x.k_padded;
@@ -151,10 +152,10 @@ void MatmulQ8Q4Ref(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin, 
         double group_acc = 0.0;
         for (size_t bb = 0; bb < blocks_per_group; ++bb) {
           const size_t b = g * blocks_per_group + bb;
-          if (b * kQ8ActBlock >= d.padded_cols) break;  // a last group may be partial
+          if (b * x.block >= d.padded_cols) break;  // a last group may be partial
           int32_t dot = 0;
-          for (size_t j = 0; j < kQ8ActBlock; ++j) {
-            const size_t c = b * kQ8ActBlock + j;
+          for (size_t j = 0; j < x.block; ++j) {
+            const size_t c = b * x.block + j;
             dot += Q4CodeAt(w, n, c) * xq[c];
           }
           group_acc +=
@@ -198,6 +199,21 @@ void CheckMatmulQ8Args(const QTensor& w, Format expected, const Q8Acts& x, size_
   }
   if (x.m != 0 && (x.q == nullptr || x.scales == nullptr || x.sums == nullptr)) {
     throw Error("int8-activation matmul: Q8Acts buffers are null");
+  }
+  CheckQ8ActBlock(x.block);
+  // Each weight group must cover whole activation blocks: int8 groups are
+  // 32 inputs, q4 groups 32, 64 or 128.
+  if (w.desc.group_size % x.block != 0) {
+    throw Error("int8-activation matmul: activation blocks of " + std::to_string(x.block) +
+                " inputs do not tile the " + FormatName(expected) + " weight's groups of " +
+                std::to_string(w.desc.group_size));
+  }
+}
+
+void CheckQ8ActBlock(size_t block) {
+  if (block != kQ8ActBlock && block != kQ8ActBlockWide) {
+    throw Error("int8 activations: block of " + std::to_string(block) + " inputs (must be " +
+                std::to_string(kQ8ActBlock) + " or " + std::to_string(kQ8ActBlockWide) + ")");
   }
 }
 

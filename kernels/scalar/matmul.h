@@ -19,8 +19,11 @@ void FillScalarMatmul(KernelTable& t);
 // call): throw qlm::Error naming what is wrong, so a bad call never reads out
 // of bounds. `expected` is the format the entry was registered for.
 void CheckMatmulArgs(const QTensor& w, Format expected, size_t n_begin, size_t n_end);
+// Also checks that x.block is valid and tiles the weight's groups.
 void CheckMatmulQ8Args(const QTensor& w, Format expected, const Q8Acts& x, size_t n_begin,
                        size_t n_end);
+// Throws unless block is kQ8ActBlock or kQ8ActBlockWide.
+void CheckQ8ActBlock(size_t block);
 
 // The per-block int8 quantization of one activation value, shared by every
 // quantize_acts so all tables produce the same codes: with amax the block's

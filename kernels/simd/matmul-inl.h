@@ -850,18 +850,17 @@ void Matmul(const QTensor& w, const float* x, size_t m, float* y, size_t n_begin
 }
 
 // ---------------------------------------------------------------------------
-// Activation quantization (int8, blocks of 32), identical codes to the
+// Activation quantization (int8, blocks of 32 or 64), identical codes to the
 // scalar reference: scale = amax / 127, q = nearest-even(x · (1 / scale)).
 // ---------------------------------------------------------------------------
-template <class Arch>
-void QuantizeActs(const float* x, size_t m, size_t k, const int32_t* perm, int8_t* q, float* scales,
-                  int32_t* sums) {
+template <class Arch, size_t B>
+void QuantizeActsBlocks(const float* xs, size_t m, size_t kp, int8_t* q, float* scales,
+                        int32_t* sums) {
   using V = VF<Arch>;
   using VI = xsimd::batch<int32_t, Arch>;
-  constexpr size_t N = V::size, B = kQ8ActBlock;
+  constexpr size_t N = V::size;
   static_assert(B % N == 0);
-  const size_t kp = (k + 63) / 64 * 64, blocks = kp / B;
-  const float* xs = StoredX<Arch>(x, m, k, perm, kp);
+  const size_t blocks = kp / B;
   for (size_t i = 0; i < m; ++i) {
     for (size_t b = 0; b < blocks; ++b) {
       const float* src = xs + i * kp + b * B;
@@ -892,6 +891,19 @@ void QuantizeActs(const float* x, size_t m, size_t k, const int32_t* perm, int8_
       scales[i * blocks + b] = scale;
       sums[i * blocks + b] = sum;
     }
+  }
+}
+
+template <class Arch>
+void QuantizeActs(const float* x, size_t m, size_t k, const int32_t* perm, size_t block, int8_t* q,
+                  float* scales, int32_t* sums) {
+  CheckQ8ActBlock(block);
+  const size_t kp = (k + 63) / 64 * 64;
+  const float* xs = StoredX<Arch>(x, m, k, perm, kp);
+  if (block == kQ8ActBlockWide) {
+    QuantizeActsBlocks<Arch, kQ8ActBlockWide>(xs, m, kp, q, scales, sums);
+  } else {
+    QuantizeActsBlocks<Arch, kQ8ActBlock>(xs, m, kp, q, scales, sums);
   }
 }
 

@@ -20,8 +20,8 @@ namespace mm {
 // the zero-point term of q4 (per-thread scratch, [m, groups_per_row]).
 template <class Arch>
 const float* Q4ZeroTerms(const QTensor& w, const Q8Acts& x) {
-  const size_t gpr = w.desc.groups_per_row, bpg = w.desc.group_size / kQ8ActBlock;
-  const size_t xblocks = x.k_padded / kQ8ActBlock, nb = w.desc.padded_cols / kQ8ActBlock;
+  const size_t gpr = w.desc.groups_per_row, bpg = w.desc.group_size / x.block;
+  const size_t xblocks = x.k_padded / x.block, nb = w.desc.padded_cols / x.block;
   float* zt = static_cast<float*>(Scratch<Arch, 2>(x.m * gpr * sizeof(float)));
   for (size_t i = 0; i < x.m; ++i) {
     for (size_t g = 0; g < gpr; ++g) {
@@ -100,14 +100,17 @@ void Q8Int8TileAvx2(const QTensor& w, const Q8Acts& x, size_t n0, size_t nr, siz
 
 // Rows [n0, n0 + nr) (nr <= R) × act rows [i0, i0 + MT) of a q4 weight. Each
 // 32-byte block yields two 32-input halves (low / high nibbles), each one
-// activation block; codes are unsigned, so u8 · s8 maddubs applies directly
-// and the zero point is subtracted once per group via the zero terms.
+// activation block of 32 or half of one of 64; codes are unsigned, so u8 · s8
+// maddubs applies directly and the zero point is subtracted once per group
+// via the zero terms.
 template <class Arch, size_t R, size_t MT>
 void Q8Q4TileAvx2(const QTensor& w, const Q8Acts& x, const float* zt, size_t n0, size_t nr,
                   size_t i0, float* y) {
   const TensorDesc& d = w.desc;
-  const size_t xblocks = x.k_padded / kQ8ActBlock, gs = d.group_size;
+  const size_t xblocks = x.k_padded / x.block, gs = d.group_size;
   const size_t nblocks = d.padded_cols / kQ4BlockSize;
+  const unsigned wide =
+      x.block == kQ8ActBlockWide ? 1 : 0;  // 32-input half h is in block h >> wide
   const uint8_t* rows[R];
   const uint16_t* wscales[R];
   size_t idx[R];
@@ -135,8 +138,8 @@ void Q8Q4TileAvx2(const QTensor& w, const Q8Acts& x, const float* zt, size_t n0,
       const int8_t* xq = x.q + (i0 + i) * x.k_padded + j * 64;
       const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
       const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
-      const float sxl = x.scales[(i0 + i) * xblocks + 2 * j];
-      const float sxh = x.scales[(i0 + i) * xblocks + 2 * j + 1];
+      const float sxl = x.scales[(i0 + i) * xblocks + ((2 * j) >> wide)];
+      const float sxh = x.scales[(i0 + i) * xblocks + ((2 * j + 1) >> wide)];
       for (size_t r = 0; r < R; ++r) {
         acc[i][r] =
             _mm256_fmadd_ps(DotU8S8<Arch>(lo[r], xl), _mm256_set1_ps(s_lo[r] * sxl), acc[i][r]);
@@ -247,8 +250,10 @@ void MatmulQ8Q4Portable(const QTensor& w, const Q8Acts& x, float* y, size_t n_be
   CheckMatmulQ8Args(w, Format::kQ4, x, n_begin, n_end);
   if (x.m == 0 || n_begin == n_end) return;
   const TensorDesc& d = w.desc;
-  const size_t xblocks = x.k_padded / kQ8ActBlock, groups = d.groups_per_row;
+  const size_t xblocks = x.k_padded / x.block, groups = d.groups_per_row;
   const size_t nblocks = d.padded_cols / kQ4BlockSize, gs = d.group_size;
+  const unsigned wide =
+      x.block == kQ8ActBlockWide ? 1 : 0;  // 32-input half h is in block h >> wide
   const float* zt = Q4ZeroTerms<Arch>(w, x);
   float* sw = static_cast<float*>(Scratch<Arch, 3>(groups * sizeof(float)));
   int8_t* codes = static_cast<int8_t*>(Scratch<Arch, 5>(d.padded_cols));
@@ -268,7 +273,7 @@ void MatmulQ8Q4Portable(const QTensor& w, const Q8Acts& x, float* y, size_t n_be
       const float* sx = x.scales + i * xblocks;
       float acc = 0.0f;
       for (size_t b = 0; b < 2 * nblocks; ++b) {
-        acc += sw[(32 * b) / gs] * sx[b] *
+        acc += sw[(32 * b) / gs] * sx[b >> wide] *
                static_cast<float>(Dot32<Arch>(codes + 32 * b, xq + 32 * b));
       }
       float corr = 0.0f;

@@ -1,5 +1,6 @@
 // The int8-activation matmul path (quantize_acts + matmul_q8) for int8 and q4
-// weights, every ISA available here, odd sizes:
+// weights, every ISA available here, odd sizes, activation blocks of 32 and
+// (q4 with groups of 64 or 128) 64:
 //  * quantize_acts of every table produces exactly the scalar codes, scales
 //    and sums, and the codes reconstruct x within half a step;
 //  * every table's matmul_q8 matches the scalar q8 reference within 2e-5 of
@@ -48,15 +49,34 @@ struct Q8Buffers {
   Q8Acts acts;
 };
 
+const size_t kBlocks[] = {kQ8ActBlock, kQ8ActBlockWide};
+
 Q8Buffers QuantizeWith(const KernelTable& t, const std::vector<float>& x, size_t m, size_t k,
-                       const int32_t* perm) {
+                       const int32_t* perm, size_t block = kQ8ActBlock) {
   Q8Buffers b;
   b.q.assign(Q8ActsQuantBytes(m, k), 99);  // garbage that must be overwritten
+  // Sized for blocks of 32 (what Q8ActsBlockCount gives); blocks of 64 use
+  // the first half, so the rest is cut off to make the comparisons exact.
+  const size_t blocks = m * ((k + 63) / 64 * 64) / block;
   b.scales.assign(Q8ActsBlockCount(m, k), -1.0f);
   b.sums.assign(Q8ActsBlockCount(m, k), 12345);
-  t.quantize_acts(x.data(), m, k, perm, b.q.data(), b.scales.data(), b.sums.data());
-  b.acts = Q8Acts{b.q.data(), b.scales.data(), b.sums.data(), m, k, (k + 63) / 64 * 64};
+  t.quantize_acts(x.data(), m, k, perm, block, b.q.data(), b.scales.data(), b.sums.data());
+  for (size_t j = blocks; j < b.scales.size(); ++j) {
+    EXPECT_EQ(b.scales[j], -1.0f) << "written past the blocks, j=" << j;
+    EXPECT_EQ(b.sums[j], 12345) << "written past the blocks, j=" << j;
+  }
+  b.scales.resize(blocks);
+  b.sums.resize(blocks);
+  b.acts = Q8Acts{b.q.data(), b.scales.data(), b.sums.data(), m, k, (k + 63) / 64 * 64, block};
   return b;
+}
+
+// The activation blocks a weight can take: 32, and 64 where its groups are
+// multiples of 64 (q4 with groups of 64 or 128).
+std::vector<size_t> BlocksFor(const QTensor& w) {
+  std::vector<size_t> v = {kQ8ActBlock};
+  if (w.desc.group_size % kQ8ActBlockWide == 0) v.push_back(kQ8ActBlockWide);
+  return v;
 }
 
 double MaxRelError(const std::vector<float>& a, const std::vector<float>& b,
@@ -93,32 +113,38 @@ TEST(Q8ActsTest, BufferSizes) {
 TEST(QuantizeActsTest, ScalarCodesReconstructX) {
   std::mt19937 rng(1);
   const KernelTable& scalar = GetTable(Isa::kScalar);
-  for (size_t k : kKs) {
-    for (bool use_perm : {false, true}) {
-      SCOPED_TRACE("K=" + std::to_string(k) + (use_perm ? " perm" : ""));
-      const size_t m = 3, kp = (k + 63) / 64 * 64;
-      std::vector<float> x = RandomVector(m * k, rng, -3.0f, 3.0f);
-      x[0] = 0.0f;
-      std::vector<int32_t> perm(k);
-      for (size_t j = 0; j < k; ++j) perm[j] = static_cast<int32_t>(k - 1 - j);
-      const Q8Buffers b = QuantizeWith(scalar, x, m, k, use_perm ? perm.data() : nullptr);
-      for (size_t i = 0; i < m; ++i) {
-        for (size_t blk = 0; blk < kp / 32; ++blk) {
-          const float s = b.scales[i * (kp / 32) + blk];
-          int32_t sum = 0;
-          for (size_t j = 0; j < 32; ++j) {
-            const size_t c = blk * 32 + j;
-            const int q = b.q[i * kp + c];
-            sum += q;
-            EXPECT_LE(std::abs(q), 127);
-            if (c >= k) {
-              EXPECT_EQ(q, 0) << "padding must be zero, c=" << c;
-              continue;
+  for (size_t block : kBlocks) {
+    for (size_t k : kKs) {
+      for (bool use_perm : {false, true}) {
+        SCOPED_TRACE("block=" + std::to_string(block) + " K=" + std::to_string(k) +
+                     (use_perm ? " perm" : ""));
+        const size_t m = 3, kp = (k + 63) / 64 * 64, nb = kp / block;
+        std::vector<float> x = RandomVector(m * k, rng, -3.0f, 3.0f);
+        x[0] = 0.0f;
+        std::vector<int32_t> perm(k);
+        for (size_t j = 0; j < k; ++j) perm[j] = static_cast<int32_t>(k - 1 - j);
+        const Q8Buffers b = QuantizeWith(scalar, x, m, k, use_perm ? perm.data() : nullptr, block);
+        for (size_t i = 0; i < m; ++i) {
+          for (size_t blk = 0; blk < nb; ++blk) {
+            const float s = b.scales[i * nb + blk];
+            float amax = 0.0f;
+            int32_t sum = 0;
+            for (size_t j = 0; j < block; ++j) {
+              const size_t c = blk * block + j;
+              const int q = b.q[i * kp + c];
+              sum += q;
+              EXPECT_LE(std::abs(q), 127);
+              if (c >= k) {
+                EXPECT_EQ(q, 0) << "padding must be zero, c=" << c;
+                continue;
+              }
+              const float xv = x[i * k + (use_perm ? perm[c] : c)];
+              amax = std::max(amax, std::fabs(xv));
+              EXPECT_LE(std::fabs(xv - s * q), 0.5f * s * (1 + 1e-5f) + 1e-30f) << "c=" << c;
             }
-            const float xv = x[i * k + (use_perm ? perm[c] : c)];
-            EXPECT_LE(std::fabs(xv - s * q), 0.5f * s * (1 + 1e-5f) + 1e-30f) << "c=" << c;
+            EXPECT_EQ(s, amax / 127.0f) << "the scale is the whole block's amax / 127";
+            EXPECT_EQ(sum, b.sums[i * nb + blk]);
           }
-          EXPECT_EQ(sum, b.sums[i * (kp / 32) + blk]);
         }
       }
     }
@@ -130,21 +156,25 @@ TEST(QuantizeActsTest, EveryIsaGivesTheScalarCodes) {
   const KernelTable& scalar = GetTable(Isa::kScalar);
   for (Isa isa : test::SimdIsas()) {
     SCOPED_TRACE(IsaName(isa));
-    for (size_t k : kKs) {
-      for (bool use_perm : {false, true}) {
-        SCOPED_TRACE("K=" + std::to_string(k) + (use_perm ? " perm" : ""));
-        const size_t m = 3;
-        std::vector<float> x = RandomVector(m * k, rng, -5.0f, 5.0f);
-        std::fill(x.begin(), x.begin() + std::min<size_t>(k, 40), 0.0f);  // an all-zero block
-        std::vector<int32_t> perm(k);
-        for (size_t j = 0; j < k; ++j) perm[j] = static_cast<int32_t>((j * 7 + 3) % k);
-        if (k % 7 == 0) std::iota(perm.begin(), perm.end(), 0);  // keep it a permutation
-        const int32_t* p = use_perm ? perm.data() : nullptr;
-        const Q8Buffers want = QuantizeWith(scalar, x, m, k, p);
-        const Q8Buffers got = QuantizeWith(GetTable(isa), x, m, k, p);
-        EXPECT_EQ(got.q, want.q);
-        EXPECT_EQ(got.scales, want.scales);
-        EXPECT_EQ(got.sums, want.sums);
+    for (size_t block : kBlocks) {
+      for (size_t k : kKs) {
+        for (bool use_perm : {false, true}) {
+          SCOPED_TRACE("block=" + std::to_string(block) + " K=" + std::to_string(k) +
+                       (use_perm ? " perm" : ""));
+          const size_t m = 3;
+          std::vector<float> x = RandomVector(m * k, rng, -5.0f, 5.0f);
+          // An all-zero block (of 32 and, for k >= 64, of 64).
+          std::fill(x.begin(), x.begin() + std::min<size_t>(k, 70), 0.0f);
+          std::vector<int32_t> perm(k);
+          for (size_t j = 0; j < k; ++j) perm[j] = static_cast<int32_t>((j * 7 + 3) % k);
+          if (k % 7 == 0) std::iota(perm.begin(), perm.end(), 0);  // keep it a permutation
+          const int32_t* p = use_perm ? perm.data() : nullptr;
+          const Q8Buffers want = QuantizeWith(scalar, x, m, k, p, block);
+          const Q8Buffers got = QuantizeWith(GetTable(isa), x, m, k, p, block);
+          EXPECT_EQ(got.q, want.q);
+          EXPECT_EQ(got.scales, want.scales);
+          EXPECT_EQ(got.sums, want.sums);
+        }
       }
     }
   }
@@ -167,16 +197,20 @@ TEST_P(MatmulQ8Test, EveryIsaMatchesScalarAndScalarMatchesF32Path) {
         const std::vector<float> x = RandomVector(m * k, rng);
         const auto xn = RowNorms(x, m, k);
         const auto wn = test::DequantizedRowNorms(wv);
-        std::vector<float> y_f32(m * n), y_q8(m * n, std::nanf(""));
+        std::vector<float> y_f32(m * n);
         scalar.matmul[f](wv, x.data(), m, y_f32.data(), 0, n);
-        const Q8Buffers xq = QuantizeWith(scalar, x, m, k, wv.perm);
-        scalar.matmul_q8[f](wv, xq.acts, y_q8.data(), 0, n);
-        EXPECT_LE(MaxRelError(y_q8, y_f32, xn, wn, m, n), kQ8VsF32Tol);
-        for (Isa isa : test::SimdIsas()) {
-          SCOPED_TRACE(IsaName(isa));
-          std::vector<float> got(m * n, std::nanf(""));
-          GetTable(isa).matmul_q8[f](wv, xq.acts, got.data(), 0, n);
-          EXPECT_LE(MaxRelError(got, y_q8, xn, wn, m, n), kSimdTol);
+        for (size_t block : BlocksFor(wv)) {
+          SCOPED_TRACE("block=" + std::to_string(block));
+          std::vector<float> y_q8(m * n, std::nanf(""));
+          const Q8Buffers xq = QuantizeWith(scalar, x, m, k, wv.perm, block);
+          scalar.matmul_q8[f](wv, xq.acts, y_q8.data(), 0, n);
+          EXPECT_LE(MaxRelError(y_q8, y_f32, xn, wn, m, n), kQ8VsF32Tol);
+          for (Isa isa : test::SimdIsas()) {
+            SCOPED_TRACE(IsaName(isa));
+            std::vector<float> got(m * n, std::nanf(""));
+            GetTable(isa).matmul_q8[f](wv, xq.acts, got.data(), 0, n);
+            EXPECT_LE(MaxRelError(got, y_q8, xn, wn, m, n), kSimdTol);
+          }
         }
       }
     }
@@ -228,16 +262,19 @@ TEST(MatmulQ8TiledTest, LargerShapesMatchScalar) {
     const size_t m = 37, n = 7, k = 1000;
     const test::Weight w = MakeWeight(fc, n, k, rng);
     const std::vector<float> x = RandomVector(m * k, rng);
-    const Q8Buffers xq = QuantizeWith(scalar, x, m, k, w.q.view().perm);
-    std::vector<float> want(m * n);
-    scalar.matmul_q8[f](w.q.view(), xq.acts, want.data(), 0, n);
     const auto xn = RowNorms(x, m, k);
     const auto wn = test::DequantizedRowNorms(w.q.view());
-    for (Isa isa : test::SimdIsas()) {
-      SCOPED_TRACE(IsaName(isa));
-      std::vector<float> got(m * n, std::nanf(""));
-      GetTable(isa).matmul_q8[f](w.q.view(), xq.acts, got.data(), 0, n);
-      EXPECT_LE(MaxRelError(got, want, xn, wn, m, n), kSimdTol);
+    for (size_t block : BlocksFor(w.q.view())) {
+      SCOPED_TRACE("block=" + std::to_string(block));
+      const Q8Buffers xq = QuantizeWith(scalar, x, m, k, w.q.view().perm, block);
+      std::vector<float> want(m * n);
+      scalar.matmul_q8[f](w.q.view(), xq.acts, want.data(), 0, n);
+      for (Isa isa : test::SimdIsas()) {
+        SCOPED_TRACE(IsaName(isa));
+        std::vector<float> got(m * n, std::nanf(""));
+        GetTable(isa).matmul_q8[f](w.q.view(), xq.acts, got.data(), 0, n);
+        EXPECT_LE(MaxRelError(got, want, xn, wn, m, n), kSimdTol);
+      }
     }
   }
 }
@@ -267,6 +304,53 @@ TEST(MatmulQ8Test, MismatchedActivationsThrow) {
     EXPECT_THROW(t.matmul_q8[static_cast<int>(Format::kInt8)](w.q.view(), xq.acts, y.data(), 0, 4),
                  Error);
     EXPECT_THROW(t.matmul_q8[static_cast<int>(Format::kQ4)](w.q.view(), xq.acts, y.data(), 0, 4),
+                 Error);
+  }
+}
+
+// Blocks of 64 are for prefill of q4 weights whose groups hold whole blocks;
+// everything else keeps blocks of 32.
+TEST(Q8ActBlockTest, WideBlocksOnlyForQ4PrefillWithGroupsOf64Or128) {
+  const auto desc = [](Format f, uint32_t gs) { return MakeTensorDesc(f, 8, 256, gs); };
+  EXPECT_EQ(Q8ActBlockFor(desc(Format::kQ4, 128), 2), kQ8ActBlockWide);
+  EXPECT_EQ(Q8ActBlockFor(desc(Format::kQ4, 64), 17), kQ8ActBlockWide);
+  EXPECT_EQ(Q8ActBlockFor(desc(Format::kQ4, 128), 1), kQ8ActBlock);
+  EXPECT_EQ(Q8ActBlockFor(desc(Format::kQ4, 32), 17), kQ8ActBlock);
+  EXPECT_EQ(Q8ActBlockFor(desc(Format::kInt8, 0), 17), kQ8ActBlock);
+}
+
+TEST(Q8ActBlockTest, BadBlocksThrow) {
+  std::mt19937 rng(5);
+  const size_t k = 200, m = 2;
+  const std::vector<float> x = RandomVector(m * k, rng);
+  std::vector<int8_t> q(Q8ActsQuantBytes(m, k));
+  std::vector<float> scales(Q8ActsBlockCount(m, k));
+  std::vector<int32_t> sums(Q8ActsBlockCount(m, k));
+  const test::Weight int8 = MakeWeight(Q8Cases()[0], 4, k, rng);
+  const test::Weight q4_g32 = MakeWeight({"q4_g32", Format::kQ4, 32, false}, 4, k, rng);
+  ASSERT_EQ(int8.q.view().desc.format, Format::kInt8);
+  for (Isa isa : test::AllIsas()) {
+    SCOPED_TRACE(IsaName(isa));
+    const KernelTable& t = GetTable(isa);
+    for (size_t bad : {size_t{0}, size_t{16}, size_t{48}, size_t{128}}) {
+      EXPECT_THROW(
+          t.quantize_acts(x.data(), m, k, nullptr, bad, q.data(), scales.data(), sums.data()),
+          Error)
+          << "block " << bad;
+    }
+    const Q8Buffers wide = QuantizeWith(t, x, m, k, nullptr, kQ8ActBlockWide);
+    std::vector<float> y(m * 4);
+    // int8 groups and q4 groups of 32 are narrower than a block of 64.
+    EXPECT_THROW(
+        t.matmul_q8[static_cast<int>(Format::kInt8)](int8.q.view(), wide.acts, y.data(), 0, 4),
+        Error);
+    EXPECT_THROW(
+        t.matmul_q8[static_cast<int>(Format::kQ4)](q4_g32.q.view(), wide.acts, y.data(), 0, 4),
+        Error);
+    Q8Acts odd = wide.acts;
+    odd.block = 48;
+    const test::Weight q4 = MakeWeight({"q4_g128", Format::kQ4, 128, true}, 4, k, rng);
+    EXPECT_THROW(t.matmul_q8[static_cast<int>(Format::kQ4)](q4.q.view(), odd, y.data(), 0, 4),
                  Error);
   }
 }

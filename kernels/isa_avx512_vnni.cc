@@ -403,7 +403,7 @@ void MatmulQ8Int8Vnni(const QTensor& w, const Q8Acts& x, float* y, size_t n_begi
 
 struct Q4Prep {
   const int8_t* xq;  // [m][chunks][128]: act codes in nibble order (see top)
-  // Act scales per chunk. Blocks of 32: [m][chunks][2][16], for the low /
+  // m > 1: act scales per chunk. Blocks of 32: [m][chunks][2][16], for the low /
   // high (÷16) nibbles. Blocks of 64 (`wide`): [m][chunks][16], lanes 0-7
   // the chunk's first block and 8-15 its second, both ÷16 (see Q4StepWide).
   const float* sxe;
@@ -423,7 +423,7 @@ Q4Prep PrepQ4(const QTensor& w, const Q8Acts& x) {
   p.chunks = (nblocks + 1) / 2;
   p.groups = w.desc.groups_per_row;
   p.wide = shift != 0 && x.m > 1;
-  const size_t sxe_per_chunk = p.wide ? 16 : 32;
+  const size_t sxe_per_chunk = p.wide ? 16 : 32;  // m == 1: sxe is not used
   int8_t* xq = static_cast<int8_t*>(Scratch<0>(x.m * p.chunks * 128));
   float* sxe = static_cast<float*>(Scratch<1>(x.m * p.chunks * sxe_per_chunk * sizeof(float)));
   float* zt = static_cast<float*>(Scratch<2>(x.m * p.groups * sizeof(float)));
@@ -432,29 +432,25 @@ Q4Prep PrepQ4(const QTensor& w, const Q8Acts& x) {
     const float* sx = x.scales + i * xblocks;
     const int32_t* sums = x.sums + i * xblocks;
     for (size_t c = 0; c < p.chunks; ++c) {
+      // Halves 0, 1 (q4 block 2c) always exist; halves 2, 3 iff block 2c + 1 does.
+      const bool has2 = 2 * c + 1 < nblocks;
+      const int8_t* from = src + c * 128;
+      const __m512i a = _mm512_loadu_si512(from);
+      const __m512i b = has2 ? _mm512_loadu_si512(from + 64) : _mm512_setzero_si512();
+      // [h0 h1 | h2 h3] -> [h0 h2] for the low nibbles, [h1 h3] for the high.
       int8_t* dst = xq + (i * p.chunks + c) * 128;
+      _mm512_store_si512(dst, _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0)));
+      _mm512_store_si512(dst + 64, _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+      if (x.m == 1) continue;  // decode reads its scales from sxp
       float* s = sxe + (i * p.chunks + c) * sxe_per_chunk;
-      // Half a of this chunk (0..3) exists if 4c + a < 2 · nblocks.
-      auto half = [&](size_t a, int8_t* out, float* scale_out, float factor) {
-        const size_t h = 4 * c + a;
-        if (h < 2 * nblocks) {
-          std::memcpy(out, src + h * 32, 32);
-          if (scale_out != nullptr) std::fill(scale_out, scale_out + 8, sx[h >> shift] * factor);
-        } else {
-          std::memset(out, 0, 32);
-          if (scale_out != nullptr) std::fill(scale_out, scale_out + 8, 0.0f);
-        }
-      };
-      if (p.wide) {  // both nibbles' products share a scale, ÷16 (Q4StepWide)
-        half(0, dst, s, 0.0625f);
-        half(2, dst + 32, s + 8, 0.0625f);
-        half(1, dst + 64, nullptr, 0.0f);
-        half(3, dst + 96, nullptr, 0.0f);
-      } else {
-        half(0, dst, s, 1.0f);
-        half(2, dst + 32, s + 8, 1.0f);
-        half(1, dst + 64, s + 16, 0.0625f);  // high nibbles: 16·q, exact ÷16
-        half(3, dst + 96, s + 24, 0.0625f);
+      const __m512 sixteenth = _mm512_set1_ps(0.0625f);
+      if (p.wide) {  // act blocks 2c, 2c + 1; both nibbles ÷16 (Q4StepWide)
+        const __m128 v = has2 ? Load2(sx + 2 * c) : _mm_load_ss(sx + 2 * c);
+        _mm512_store_ps(s, _mm512_mul_ps(Expand2(v, 0, 1), sixteenth));
+      } else {  // act blocks 4c..4c + 3 = halves 0..3; high nibbles (16·q) ÷16
+        const __m128 v = has2 ? _mm_loadu_ps(sx + 4 * c) : Load2(sx + 4 * c);
+        _mm512_store_ps(s, Expand2(v, 0, 2));
+        _mm512_store_ps(s + 16, _mm512_mul_ps(Expand2(v, 1, 3), sixteenth));
       }
     }
     for (size_t g = 0; g < p.groups; ++g) {

@@ -100,17 +100,18 @@ void Q8Int8TileAvx2(const QTensor& w, const Q8Acts& x, size_t n0, size_t nr, siz
 
 // Rows [n0, n0 + nr) (nr <= R) × act rows [i0, i0 + MT) of a q4 weight. Each
 // 32-byte block yields two 32-input halves (low / high nibbles), each one
-// activation block of 32 or half of one of 64; codes are unsigned, so u8 · s8
-// maddubs applies directly and the zero point is subtracted once per group
-// via the zero terms.
-template <class Arch, size_t R, size_t MT>
+// activation block of 32; codes are unsigned, so u8 · s8 maddubs applies
+// directly and the zero point is subtracted once per group via the zero
+// terms. Wide (activation blocks of 64, so groups of 64 or 128): both
+// halves share the act scale and the weight scale, so their int16 pair
+// sums are added before one vpmaddwd, cvt and FMA (|Σ| ≤ 4 · 15 · 127 fits
+// int16).
+template <class Arch, size_t R, size_t MT, bool Wide>
 void Q8Q4TileAvx2(const QTensor& w, const Q8Acts& x, const float* zt, size_t n0, size_t nr,
                   size_t i0, float* y) {
   const TensorDesc& d = w.desc;
   const size_t xblocks = x.k_padded / x.block, gs = d.group_size;
   const size_t nblocks = d.padded_cols / kQ4BlockSize;
-  const unsigned wide =
-      x.block == kQ8ActBlockWide ? 1 : 0;  // 32-input half h is in block h >> wide
   const uint8_t* rows[R];
   const uint16_t* wscales[R];
   size_t idx[R];
@@ -138,13 +139,19 @@ void Q8Q4TileAvx2(const QTensor& w, const Q8Acts& x, const float* zt, size_t n0,
       const int8_t* xq = x.q + (i0 + i) * x.k_padded + j * 64;
       const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
       const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
-      const float sxl = x.scales[(i0 + i) * xblocks + ((2 * j) >> wide)];
-      const float sxh = x.scales[(i0 + i) * xblocks + ((2 * j + 1) >> wide)];
+      const float* sx = x.scales + (i0 + i) * xblocks;
       for (size_t r = 0; r < R; ++r) {
-        acc[i][r] =
-            _mm256_fmadd_ps(DotU8S8<Arch>(lo[r], xl), _mm256_set1_ps(s_lo[r] * sxl), acc[i][r]);
-        acc[i][r] =
-            _mm256_fmadd_ps(DotU8S8<Arch>(hi[r], xh), _mm256_set1_ps(s_hi[r] * sxh), acc[i][r]);
+        if constexpr (Wide) {
+          const __m256i p16 =
+              _mm256_add_epi16(_mm256_maddubs_epi16(lo[r], xl), _mm256_maddubs_epi16(hi[r], xh));
+          const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+          acc[i][r] = _mm256_fmadd_ps(dot, _mm256_set1_ps(s_lo[r] * sx[j]), acc[i][r]);
+        } else {
+          acc[i][r] = _mm256_fmadd_ps(DotU8S8<Arch>(lo[r], xl), _mm256_set1_ps(s_lo[r] * sx[2 * j]),
+                                      acc[i][r]);
+          acc[i][r] = _mm256_fmadd_ps(DotU8S8<Arch>(hi[r], xh),
+                                      _mm256_set1_ps(s_hi[r] * sx[2 * j + 1]), acc[i][r]);
+        }
       }
     }
   }
@@ -188,13 +195,11 @@ void MatmulQ8Int8Avx2(const QTensor& w, const Q8Acts& x, float* y, size_t n_begi
   }
 }
 
-template <class Arch>
-void MatmulQ8Q4Avx2(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin, size_t n_end) {
-  CheckMatmulQ8Args(w, Format::kQ4, x, n_begin, n_end);
-  if (x.m == 0 || n_begin == n_end) return;
-  const float* zt = Q4ZeroTerms<Arch>(w, x);
+template <class Arch, bool Wide>
+void MatmulQ8Q4Avx2Tiles(const QTensor& w, const Q8Acts& x, const float* zt, float* y,
+                         size_t n_begin, size_t n_end) {
   if (x.m == 1) {  // one sequential stream, as above
-    for (size_t n = n_begin; n < n_end; ++n) Q8Q4TileAvx2<Arch, 1, 1>(w, x, zt, n, 1, 0, y);
+    for (size_t n = n_begin; n < n_end; ++n) Q8Q4TileAvx2<Arch, 1, 1, Wide>(w, x, zt, n, 1, 0, y);
     return;
   }
   for (size_t n0 = n_begin; n0 < n_end; n0 += 2) {
@@ -202,12 +207,22 @@ void MatmulQ8Q4Avx2(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin,
     for (size_t i0 = 0; i0 < x.m; i0 += kQ8TileM) {
       const size_t mt = std::min(kQ8TileM, x.m - i0);
       if (mt == 2) {
-        Q8Q4TileAvx2<Arch, 2, 2>(w, x, zt, n0, nr, i0, y);
+        Q8Q4TileAvx2<Arch, 2, 2, Wide>(w, x, zt, n0, nr, i0, y);
       } else {
-        Q8Q4TileAvx2<Arch, 2, 1>(w, x, zt, n0, nr, i0, y);
+        Q8Q4TileAvx2<Arch, 2, 1, Wide>(w, x, zt, n0, nr, i0, y);
       }
     }
   }
+}
+
+template <class Arch>
+void MatmulQ8Q4Avx2(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin, size_t n_end) {
+  CheckMatmulQ8Args(w, Format::kQ4, x, n_begin, n_end);
+  if (x.m == 0 || n_begin == n_end) return;
+  const float* zt = Q4ZeroTerms<Arch>(w, x);
+  if (x.block == kQ8ActBlockWide)
+    return MatmulQ8Q4Avx2Tiles<Arch, true>(w, x, zt, y, n_begin, n_end);
+  MatmulQ8Q4Avx2Tiles<Arch, false>(w, x, zt, y, n_begin, n_end);
 }
 
 #endif  // __AVX2__ && __FMA__ && __F16C__

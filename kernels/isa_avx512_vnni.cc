@@ -47,7 +47,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #include "base/aligned_buffer.h"
 #include "kernels/isa_tables.h"
@@ -548,8 +547,9 @@ __attribute__((always_inline)) inline void Q4Step(const Q4Prep& p, const uint8_t
 // nibbles are shifted up to 16·q like the high ones (b << 4 & 0xF0), so one
 // accumulator holds 16 · Σ q·q_x (|lane| ≤ 8 · 240 · 127 < 2^31) and the ÷16
 // sits in the act scales: per weight row and act row 2 vpdpbusd, 1 cvt, 1
-// multiply and 1 FMA per 128 inputs (Q4Step: 2, 2 and 3; vpdpbusd and cvt
-// compete for one port on Intel).
+// multiply and 1 FMA per 128 inputs (Q4Step: 2, 2 and 3). On Emerald
+// Rapids all of these issue at the same rate, so the tile's time is its op
+// count (docs/benchmarks.md, Matmul → Session 13).
 template <int GS, size_t R, size_t MT, bool Half>
 __attribute__((always_inline)) inline void Q4StepWide(const Q4Prep& p, const uint8_t* const* data,
                                                       const float* const* scale, size_t c,

@@ -81,7 +81,8 @@ struct Transformer {
   // Weight formats whose matmuls multiply int8-quantized activations
   // (quantize_acts + matmul_q8, as llama.cpp does; only int8 and q4 have
   // such kernels): 2-3x faster than f32 activations, at the cost of
-  // rounding activations to 8 bits per 32-block. MakeTransformer sets it
+  // rounding activations to 8 bits per block of 32 (64 for q4 prefill,
+  // kernels::Q8ActBlockFor). MakeTransformer sets it
   // from QLM_ACTIVATIONS: unset = q4 only; "int8" = int8 and q4; "f32" =
   // none (exact products of the dequantized weights). int8 weights stay on
   // f32 activations by default: on the Austen model the int8 path raised

@@ -25,4 +25,6 @@ void FillAvx512Table(KernelTable& t) {
 
 void FillAvx512NtaLongRows(KernelTable& t) { simd::FillMatmulNtaLongRows<xsimd::avx512bw>(t); }
 
+void FillAvx512FullWidthF32(KernelTable& t) { simd::FillMatmulFullWidthF32<xsimd::avx512bw>(t); }
+
 }  // namespace qlm::kernels

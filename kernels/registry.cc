@@ -34,6 +34,9 @@ struct CpuFeatures {
   // AMD family 1Ah (Zen 5): its f32/bf16 long-row decode prefetches
   // non-temporally, which halves it on Intel (FillAvx2NtaLongRows).
   bool amd_zen5 = false;
+  // Intel: its f32 decode streams faster on 512-bit vectors, which Zen 4
+  // splits (FillAvx512FullWidthF32).
+  bool intel = false;
 };
 
 #ifdef QLM_X86
@@ -51,6 +54,7 @@ CpuFeatures DetectCpu() {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (!__get_cpuid(0, &a, &b, &c, &d)) return f;
   const bool amd = b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "AuthenticAMD"
+  f.intel = b == 0x756e6547 && d == 0x49656e69 && c == 0x6c65746e;         // "GenuineIntel"
   if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
   // Family = base family (bits 8-11) + extended family (bits 20-27) when
   // the base is 0xF.
@@ -159,6 +163,7 @@ const KernelTable& Avx512Table() {
 #endif
     ApplyFill(t, FillAvx512Table, Isa::kAvx512);
     if (Cpu().amd_zen5) ApplyFill(t, FillAvx512NtaLongRows, Isa::kAvx512);
+    if (Cpu().intel) ApplyFill(t, FillAvx512FullWidthF32, Isa::kAvx512);
 #ifdef QLM_HAVE_AVX512_VNNI
     if (Cpu().avx512_vnni && Cpu().avx512_bf16) {
       ApplyFill(t, FillAvx512VnniTable, Isa::kAvx512);
@@ -290,6 +295,15 @@ KernelTable TableWithNtaLongRows(Isa isa) {
   return t;
 }
 
+KernelTable TableWithFullWidthF32(Isa isa) {
+  KernelTable t = GetTable(isa);
+  t.matmul[static_cast<int>(Format::kF32)] = nullptr;
+#ifdef QLM_HAVE_AVX512
+  if (isa == Isa::kAvx512) FillAvx512FullWidthF32(t);
+#endif
+  return t;
+}
+
 const KernelTable& SelectTable(std::string_view request) {
   std::string_view name = request;
   std::string source = "--kernels";
@@ -334,6 +348,7 @@ std::string CpuFeatureString() {
   add(f.avx512_vbmi, "avx512_vbmi");
   add(f.neon, "neon");
   add(f.amd_zen5, "zen5");
+  add(f.intel, "intel");
   return s;
 }
 

@@ -215,6 +215,10 @@ const KernelTable& GetTable(Isa isa);
 // tests and A/B runs of that choice. Null entries if isa has no such
 // variant (scalar, neon); throws as GetTable does.
 KernelTable TableWithNtaLongRows(Isa isa);
+// GetTable(isa) with the f32 entry whose decode runs on 512-bit vectors, as
+// Intel CPUs get it by default, whatever the CPU: for tests and A/B runs.
+// A null f32 entry if isa has no such variant (all but avx512).
+KernelTable TableWithFullWidthF32(Isa isa);
 // Picks the table: `request` ("scalar", "avx2", "avx512", "neon"; empty =
 // the QLM_KERNELS environment variable, else BestIsa()). Throws
 // qlm::UsageError for an unknown name or an ISA the CPU lacks.

@@ -641,12 +641,15 @@ inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, s
   using V = VF<Arch>;
   constexpr size_t N = V::size, kV = D::kVecs;
   static_assert(R == 1 || !D::kChunkScaled, "chunk scales are per row: one row at a time");
-  // Prefetch once per 64-byte line; a longer chunk would leave lines
-  // unprefetched.
-  static_assert(D::kChunkBytes <= 64);
+  // Prefetch once per 64-byte line: the chunk's one line where chunks are
+  // at most a line (the chunk that starts it), every line of longer chunks
+  // (f32 on 512-bit vectors: 128 bytes).
+  static_assert(D::kChunkBytes <= 64 || D::kChunkBytes % 64 == 0);
   if (const size_t at = c * D::kChunkBytes; at % 64 < D::kChunkBytes) {
     for (size_t r = 0; r < R; ++r) {
-      PrefetchWeights<kPrefetchAheadOf<D>, Locality>(dec.Row(n + r) + at);
+      for (size_t l = 0; l < D::kChunkBytes; l += 64) {
+        PrefetchWeights<kPrefetchAheadOf<D>, Locality>(dec.Row(n + r) + at + l);
+      }
     }
   }
   const float* x = xs + c * D::kChunk;
@@ -822,25 +825,27 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
 }
 
 // The arch decode runs with: Arch itself, except in the avx512 table for
-// formats whose decoders gain nothing from 512 bits (see avx512_ymm).
-template <class Arch, Format F>
+// formats whose decoders gain nothing from 512 bits (see avx512_ymm), unless
+// the table asks for full width (FillMatmulFullWidthF32).
+template <class Arch, Format F, bool FullWidth>
 struct GemvArch {
   using type = Arch;
 };
 #if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
-template <Format F>
-struct GemvArch<xsimd::avx512bw, F> {
-  using type =
-      std::conditional_t<F == Format::kQ4 || F == Format::kSFP8, xsimd::avx512bw, avx512_ymm>;
+template <Format F, bool FullWidth>
+struct GemvArch<xsimd::avx512bw, F, FullWidth> {
+  using type = std::conditional_t<FullWidth || F == Format::kQ4 || F == Format::kSFP8,
+                                  xsimd::avx512bw, avx512_ymm>;
 };
 #endif
 
-template <class Arch, Format F, int LongLocality = kPrefetchLocality>
+template <class Arch, Format F, int LongLocality = kPrefetchLocality, bool FullWidthDecode = false>
 void Matmul(const QTensor& w, const float* x, size_t m, float* y, size_t n_begin, size_t n_end) {
   CheckMatmulArgs(w, F, n_begin, n_end);
   if (m == 0 || n_begin == n_end) return;
   if (m == 1) {
-    return Gemv<typename GemvArch<Arch, F>::type, F, LongLocality>(w, x, y, n_begin, n_end);
+    return Gemv<typename GemvArch<Arch, F, FullWidthDecode>::type, F, LongLocality>(w, x, y,
+                                                                                    n_begin, n_end);
   }
   using D = Decoder<Arch, F>;
   const D dec(w);
@@ -941,6 +946,18 @@ void FillMatmulNtaLongRows(KernelTable& t) {
       mm::Matmul<Arch, Format::kF32, mm::kPrefetchLocalityNta>;
   t.matmul[static_cast<int>(Format::kBF16)] =
       mm::Matmul<Arch, Format::kBF16, mm::kPrefetchLocalityNta>;
+}
+
+// The f32 entry whose decode (M = 1) runs on the table's full vector width
+// instead of avx512_ymm. On Emerald Rapids, 512-bit f32 decode streams at
+// 0.95-0.98 of the read probe against 0.75-0.93 with 256 bits (one thread,
+// qlm-bench-kernels, 9216x2304 and 2304x9216, three alternated rounds;
+// docs/benchmarks.md, session 14); Zen 4 measured the opposite, so the
+// registry applies this on Intel CPUs only.
+template <class Arch>
+void FillMatmulFullWidthF32(KernelTable& t) {
+  t.matmul[static_cast<int>(Format::kF32)] =
+      mm::Matmul<Arch, Format::kF32, mm::kPrefetchLocality, true>;
 }
 
 }  // namespace qlm::kernels::simd

@@ -90,6 +90,7 @@ inline constexpr bool kVbmi = std::is_same_v<Arch, avx512_vbmi>;
 // int8 weights streamed from DRAM 10-40 % slower than the same kernels on
 // 256-bit vectors (measured on the Zen 4 VM these were tuned on), so decode
 // of those formats runs on this arch; the decoders pick their AVX2 paths.
+// Intel CPUs decode f32 on 512 bits instead (FillMatmulFullWidthF32).
 struct avx512_ymm : xsimd::fma3<xsimd::avx2> {
   static constexpr char const* name() noexcept { return "avx512_ymm"; }
 };

@@ -14,6 +14,7 @@
 //    above this).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -295,11 +296,11 @@ TEST(MatmulNtaLongRowsTest, SameBitsAsTheDefaultEntries) {
 // rows per x load), and split into odd row ranges: the same bits as whole.
 TEST(MatmulFullWidthF32Test, MatchesScalarReferenceAndSplits) {
   std::mt19937 rng(23);
-  const FormatCase* f32 = nullptr;
-  for (const FormatCase& fc : test::AllFormatCases()) {
-    if (fc.format == Format::kF32) f32 = &fc;
-  }
-  ASSERT_NE(f32, nullptr);
+  // AllFormatCases() returns a fresh vector: keep the case, not a pointer.
+  const std::vector<FormatCase> cases = test::AllFormatCases();
+  const auto f32 = std::find_if(cases.begin(), cases.end(),
+                                [](const FormatCase& fc) { return fc.format == Format::kF32; });
+  ASSERT_NE(f32, cases.end());
   for (Isa isa : test::SimdIsas()) {
     const MatmulFn fn = TableWithFullWidthF32(isa).matmul[static_cast<int>(Format::kF32)];
     if (fn == nullptr) continue;  // no variant: avx2, neon

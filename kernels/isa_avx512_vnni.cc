@@ -417,8 +417,7 @@ Q4Prep PrepQ4(const QTensor& w, const Q8Acts& x) {
   const size_t xblocks = x.k_padded / x.block;
   const size_t nblocks = w.desc.padded_cols / kQ4BlockSize;  // 64-input blocks
   const size_t bpg = w.desc.group_size / x.block;
-  // The 32-input half h (of 2 · nblocks) lies in act block h >> shift.
-  const unsigned shift = x.block == kQ8ActBlockWide ? 1 : 0;
+  const unsigned shift = Q8ActHalfShift(x);  // half h (of 2 · nblocks): block h >> shift
   p.chunks = (nblocks + 1) / 2;
   p.groups = w.desc.groups_per_row;
   p.wide = shift != 0 && x.m > 1;

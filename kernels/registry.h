@@ -41,6 +41,9 @@ struct Q8Acts {
   size_t k_padded = 0;         // K rounded up to a multiple of 64
   size_t block = kQ8ActBlock;  // kQ8ActBlock or kQ8ActBlockWide
 };
+// The 32-input half h of an activation row lies in act block
+// h >> Q8ActHalfShift(x) (kernels that walk 32-input halves).
+inline unsigned Q8ActHalfShift(const Q8Acts& x) { return x.block == kQ8ActBlockWide ? 1 : 0; }
 
 // The activation block the int8-activation path uses for weight `w` and m
 // activation rows. Prefill (m > 1) of q4 weights with groups of 64 or 128

@@ -47,12 +47,16 @@ inline float Hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Σ over pairs of adjacent int16 -> int32 lanes: the second half of a u8·s8
-// dot product after vpmaddubsw.
+// Σ over pairs of adjacent int16 -> int32 lanes, as floats: the second
+// half of a u8·s8 dot product after vpmaddubsw.
+template <class Arch>
+inline __m256 SumPairs16(__m256i p16) {
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
 template <class Arch>
 inline __m256 DotU8S8(__m256i u, __m256i s) {
-  const __m256i p16 = _mm256_maddubs_epi16(u, s);
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+  return SumPairs16<Arch>(_mm256_maddubs_epi16(u, s));
 }
 
 // Rows [n0, n0 + nr) (nr <= R) × act rows [i0, i0 + MT) of an int8 weight.
@@ -144,7 +148,7 @@ void Q8Q4TileAvx2(const QTensor& w, const Q8Acts& x, const float* zt, size_t n0,
         if constexpr (Wide) {
           const __m256i p16 =
               _mm256_add_epi16(_mm256_maddubs_epi16(lo[r], xl), _mm256_maddubs_epi16(hi[r], xh));
-          const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+          const __m256 dot = SumPairs16<Arch>(p16);
           acc[i][r] = _mm256_fmadd_ps(dot, _mm256_set1_ps(s_lo[r] * sx[j]), acc[i][r]);
         } else {
           acc[i][r] = _mm256_fmadd_ps(DotU8S8<Arch>(lo[r], xl), _mm256_set1_ps(s_lo[r] * sx[2 * j]),
@@ -267,8 +271,7 @@ void MatmulQ8Q4Portable(const QTensor& w, const Q8Acts& x, float* y, size_t n_be
   const TensorDesc& d = w.desc;
   const size_t xblocks = x.k_padded / x.block, groups = d.groups_per_row;
   const size_t nblocks = d.padded_cols / kQ4BlockSize, gs = d.group_size;
-  const unsigned wide =
-      x.block == kQ8ActBlockWide ? 1 : 0;  // 32-input half h is in block h >> wide
+  const unsigned wide = Q8ActHalfShift(x);
   const float* zt = Q4ZeroTerms<Arch>(w, x);
   float* sw = static_cast<float*>(Scratch<Arch, 3>(groups * sizeof(float)));
   int8_t* codes = static_cast<int8_t*>(Scratch<Arch, 5>(d.padded_cols));

@@ -8,8 +8,10 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "apps/bench_kernels/bandwidth.h"
+#include "apps/bench_kernels/stream_ops.h"
 #include "base/aligned_buffer.h"
 #include "kernels/registry.h"
 
@@ -82,5 +84,39 @@ void BM_ReadBandwidth(benchmark::State& state) {
 }
 BENCHMARK(BM_ReadBandwidth)->Name("bandwidth/read_1GiB")->MinTime(1.0);
 
+#ifdef QLM_BENCH_STREAM_OPS
+// The probe buffer streamed with `ops` FMAs per line, each pass followed
+// (untimed) by a plain probe pass over the same bytes: bw_frac_paired is
+// their time ratio, so both sides see the same moment of the machine.
+void BM_StreamFmaPerLine(benchmark::State& state, int ops) {
+  const AlignedBuffer& buf = ProbeBuffer();
+  double ops_s = 0.0, probe_s = 0.0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    benchmark::DoNotOptimize(StreamFmaPerLineAvx512(buf.data(), kProbeBytes, ops));
+    const auto t1 = std::chrono::steady_clock::now();
+    ops_s += std::chrono::duration<double>(t1 - t0).count();
+    state.PauseTiming();
+    probe_s += TimeProbeSlice(kProbeBytes);
+    state.ResumeTiming();
+  }
+  const double bytes = static_cast<double>(state.iterations()) * static_cast<double>(kProbeBytes);
+  state.counters["GBps"] = bytes / ops_s / 1e9;
+  state.counters["bw_frac_paired"] = probe_s / ops_s;
+}
+#endif
+
 }  // namespace
+
+void RegisterStreamOpsBenchmarks() {
+#ifdef QLM_BENCH_STREAM_OPS
+  if (!kernels::IsaAvailable(kernels::Isa::kAvx512)) return;
+  for (int ops : kStreamOps) {
+    const std::string name = "bandwidth/stream_fma_per_line:" + std::to_string(ops);
+    benchmark::RegisterBenchmark(name.c_str(), BM_StreamFmaPerLine, ops)
+        ->MinTime(1.0)
+        ->Unit(benchmark::kMillisecond);
+  }
+#endif
+}
 }  // namespace qlm::bench

@@ -6,12 +6,14 @@
 //   qlm-bench-kernels                                   # everything
 //   qlm-bench-kernels --benchmark_filter='matmul.*/m:1$'
 //   QLM_BENCH_LARGE=1 qlm-bench-kernels --benchmark_filter='256000x2304'
+//   qlm-bench-kernels --benchmark_filter='bandwidth/'      # probe, stream + FMAs per line
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
 
 #include "apps/bench_kernels/bandwidth.h"
 #include "apps/bench_kernels/matmul_bench.h"
+#include "apps/bench_kernels/stream_ops.h"
 #include "kernels/registry.h"
 
 int main(int argc, char** argv) {
@@ -23,6 +25,7 @@ int main(int argc, char** argv) {
               qlm::bench::ReadBandwidth() / 1e9);
   std::fflush(stdout);
   qlm::bench::RegisterMatmulBenchmarks();
+  qlm::bench::RegisterStreamOpsBenchmarks();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

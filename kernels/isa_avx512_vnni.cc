@@ -1,8 +1,10 @@
 // AVX-512 VNNI entries of the avx512 table: the int8-activation matmul for
 // int8 and q4 weights with vpdpbusd (u8 × s8 → s32, 64 products per
 // instruction). Raw intrinsics: xsimd has no VNNI. This file alone is
-// compiled with -mavx512vnni -mavx512bf16; the registry patches its entries
-// into the avx512 table only when the CPU reports both.
+// compiled with -mavx512vnni; the registry patches its entries into the
+// avx512 table only when the CPU reports it (Ice Lake and later, Zen 4+;
+// these kernels use no BF16 instruction, so CPUs with VNNI but without
+// AVX512_BF16, such as Ice Lake, get them too).
 //
 // Layout trick shared by both kernels: one 64-byte weight load covers two
 // 32-input activation blocks, so a dot product vector holds block A's

@@ -18,7 +18,7 @@ void FillAvx512NtaLongRows(KernelTable& t);
 // f32 decode on 512-bit vectors (applied on Intel only: see
 // FillMatmulFullWidthF32 in kernels/simd/matmul-inl.h).
 void FillAvx512FullWidthF32(KernelTable& t);
-void FillAvx512VnniTable(KernelTable& t);     // VNNI / BF16 entries only
+void FillAvx512VnniTable(KernelTable& t);     // VNNI entries only (int8/q4 matmul_q8)
 void FillAvx512VnniI16Table(KernelTable& t);  // VNNI int8 prefill (replaces the int8 entry)
 void FillAvx512VbmiTable(KernelTable& t);     // VBMI entries only (sfp8 matmul)
 void FillNeonTable(KernelTable& t);

@@ -165,7 +165,7 @@ const KernelTable& Avx512Table() {
     if (Cpu().amd_zen5) ApplyFill(t, FillAvx512NtaLongRows, Isa::kAvx512);
     if (Cpu().intel) ApplyFill(t, FillAvx512FullWidthF32, Isa::kAvx512);
 #ifdef QLM_HAVE_AVX512_VNNI
-    if (Cpu().avx512_vnni && Cpu().avx512_bf16) {
+    if (Cpu().avx512_vnni) {
       ApplyFill(t, FillAvx512VnniTable, Isa::kAvx512);
     }
 #endif

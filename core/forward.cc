@@ -156,11 +156,11 @@ class ProfileScope {
       : profile_(profile),
         t0_(profile_ != nullptr ? std::chrono::steady_clock::now()
                                 : std::chrono::steady_clock::time_point{}) {}
-  void Finish(uint64_t rows, uint64_t cols, Format format, uint64_t bytes) {
+  void Finish(uint64_t rows, uint64_t cols, Format format, uint64_t act_rows, uint64_t bytes) {
     if (profile_ == nullptr) return;
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::steady_clock::now() - t0_);
-    profile_->Add(rows, cols, format, static_cast<uint64_t>(ns.count()), bytes);
+    profile_->Add(rows, cols, format, act_rows, static_cast<uint64_t>(ns.count()), bytes);
   }
 
  private:
@@ -219,7 +219,7 @@ void Linears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, ActInput
   } else {
     pool->ParallelFor(total, kRowGrain, run);
   }
-  timed.Finish(total, in.cols, first->w->desc.format, bytes);
+  timed.Finish(total, in.cols, first->w->desc.format, in.rows, bytes);
 }
 
 // The gated MLP's first half: out = act(x · w_gateᵀ) ⊙ (x · w_upᵀ), one
@@ -262,7 +262,7 @@ void GatedLinears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, Act
   } else {
     pool->ParallelFor(ff, kRowGrain, run);
   }
-  timed.Finish(2 * ff, in.cols, w_gate.desc.format,
+  timed.Finish(2 * ff, in.cols, w_gate.desc.format, in.rows,
                w_gate.desc.total_bytes + w_up.desc.total_bytes);
 }
 
@@ -329,7 +329,8 @@ void Attention(const Transformer& m, ThreadPool* pool, kernels::AttentionArgs ar
 
 }  // namespace
 
-void LinearProfile::Add(uint64_t rows, uint64_t cols, Format format, uint64_t ns, uint64_t bytes) {
+void LinearProfile::Add(uint64_t rows, uint64_t cols, Format format, uint64_t act_rows, uint64_t ns,
+                        uint64_t bytes) {
   LinearProfileEntry* e = nullptr;
   for (size_t i = 0; i < size && e == nullptr; ++i) {
     LinearProfileEntry& c = entries[i];
@@ -346,6 +347,7 @@ void LinearProfile::Add(uint64_t rows, uint64_t cols, Format format, uint64_t ns
     }
   }
   ++e->calls;
+  e->act_rows += act_rows;
   e->ns += ns;
   e->bytes += bytes;
 }
@@ -425,8 +427,9 @@ void ForwardBatch(const Transformer& m, KvCache& kv, ForwardScratch& s, ThreadPo
   const float eps = c.rms_norm_eps;
   const bool add_one = c.norm_add_one;
   const kernels::GluFn glu = c.activation == Activation::kSilu ? t.swiglu : t.geglu;
-  // Only decode steps are profiled (a prefill's head also reads one row).
-  LinearProfile* const profile = n == 1 ? s.profile : nullptr;
+  // Decode steps and prefill batches go to separate profiles (a prefill's
+  // head reads only the rows of first_out on: one, for the last token).
+  LinearProfile* const profile = n == 1 ? s.profile : s.prefill_profile;
 
   // Embedding rows (decoded from whatever format the table is stored in).
   for (size_t i = 0; i < n; ++i) {

@@ -41,10 +41,12 @@ class ForwardObserver {
   size_t last_layer = SIZE_MAX;
 };
 
-// Wall time of the linears of decode steps (one-token batches), per shape:
+// Wall time of the linears, per shape: for decode steps (one-token batches)
 // where a token's time goes and how close each matmul streams to the memory
-// bandwidth (`qlm bench --profile`). Filled only while ForwardScratch::profile
-// is set; costs two clock reads per parallel loop then, one branch otherwise.
+// bandwidth, for prefill batches their share and GFLOP/s (`qlm bench
+// --profile`). Filled only while ForwardScratch::profile (decode) or
+// prefill_profile is set; costs two clock reads per parallel loop then, one
+// branch otherwise.
 // A fixed table, so recording never allocates. The time of a loop includes
 // its activation quantization (int8-activation path) and, for gate + up, the
 // GLU applied on the way out.
@@ -52,9 +54,10 @@ struct LinearProfileEntry {
   uint64_t rows = 0;  // output rows of the loop (q/k/v together, gate + up together)
   uint64_t cols = 0;  // inputs (K)
   Format format = Format::kF32;
-  uint64_t calls = 0;  // parallel loops timed
-  uint64_t ns = 0;     // their wall time
-  uint64_t bytes = 0;  // weight bytes they read (data, scales, zeros)
+  uint64_t calls = 0;     // parallel loops timed
+  uint64_t act_rows = 0;  // activation rows (tokens) over those loops
+  uint64_t ns = 0;        // their wall time
+  uint64_t bytes = 0;     // weight bytes they read (data, scales, zeros)
 };
 
 struct LinearProfile {
@@ -65,7 +68,8 @@ struct LinearProfile {
   // architectures: five shapes per model).
   LinearProfileEntry other;
 
-  void Add(uint64_t rows, uint64_t cols, Format format, uint64_t ns, uint64_t bytes);
+  void Add(uint64_t rows, uint64_t cols, Format format, uint64_t act_rows, uint64_t ns,
+           uint64_t bytes);
   void Clear() { *this = LinearProfile{}; }
 };
 
@@ -119,7 +123,8 @@ class ForwardScratch {
   float* q8_scales = nullptr;
   int32_t* q8_sums = nullptr;
   size_t q8_max_k = 0;
-  LinearProfile* profile = nullptr;  // one-token batches add to it; null = not timed
+  LinearProfile* profile = nullptr;          // one-token batches add to it; null = not timed
+  LinearProfile* prefill_profile = nullptr;  // batches of several tokens; null = not timed
   size_t bytes() const { return storage_.size(); }
 
  private:

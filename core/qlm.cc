@@ -391,4 +391,8 @@ size_t Session::threads() const { return impl_->pool ? impl_->pool->num_threads(
 
 void Session::SetLinearProfile(LinearProfile* profile) { impl_->scratch.profile = profile; }
 
+void Session::SetPrefillLinearProfile(LinearProfile* profile) {
+  impl_->scratch.prefill_profile = profile;
+}
+
 }  // namespace qlm

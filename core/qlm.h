@@ -191,6 +191,8 @@ class Session {
   // shape to *profile (core/forward.h); the caller owns it and clears it.
   // `qlm bench --profile` uses it. Null (the default) turns it off.
   void SetLinearProfile(LinearProfile* profile);
+  // The same for prefill batches (Forward with more than one token).
+  void SetPrefillLinearProfile(LinearProfile* profile);
 
  private:
   struct Impl;

@@ -44,7 +44,7 @@ struct BenchArgs {
   size_t batch = 0;  // 0 = the whole prompt in one batch
   bool json = false;
   bool paired = false;   // a probe slice after every decoded token
-  bool profile = false;  // per-shape wall time of the decode linears
+  bool profile = false;  // per-shape wall time of the linears (pp and tg)
   std::string kernels;
   std::string kv_type = "f32";
 };
@@ -135,39 +135,56 @@ std::string HumanCount(double n) {
   return fmt::format("{:.2f} K", n / 1e3);
 }
 
-// --profile: the decode linears' wall time per shape over the timed tg
-// repetitions, against the decode time and the read-bandwidth probe.
-struct DecodeProfile {
+// --profile: the linears' wall time per shape over the timed repetitions.
+// Decode (tg): per token, against the decode time and the read-bandwidth
+// probe. Prefill (pp): per prompt, against the prefill time, in GFLOP/s.
+struct RunProfile {
   LinearProfile linears;
-  double decode_s = 0.0;  // timed decode steps, all repetitions
-  size_t tokens = 0;
-  double bandwidth = 0.0;  // mean probe of those repetitions, B/s
+  double seconds = 0.0;    // timed forward time, all repetitions
+  size_t units = 0;        // tg: tokens; pp: prompts
+  double bandwidth = 0.0;  // tg only: mean probe of those repetitions, B/s
   std::string test;
+  bool prefill = false;
 };
 
-void PrintProfile(const DecodeProfile& p, size_t threads, bool json) {
-  const double tokens = static_cast<double>(p.tokens);
-  const double decode_ns = p.decode_s * 1e9;
+void PrintProfile(const RunProfile& p, size_t threads, bool json) {
+  const double units = static_cast<double>(p.units);
+  const double total_ns = p.seconds * 1e9;
+  const char* unit = p.prefill ? "prompt" : "token";
   std::vector<const LinearProfileEntry*> entries;
   for (size_t i = 0; i < p.linears.size; ++i) entries.push_back(&p.linears.entries[i]);
   if (p.linears.other.calls > 0) entries.push_back(&p.linears.other);
   double linear_ns = 0.0;
   for (const LinearProfileEntry* e : entries) linear_ns += static_cast<double>(e->ns);
   if (!json) {
-    std::printf(
-        "Decode linears, %s, %zu threads (wall time of each parallel loop over %zu timed "
-        "tokens; GB/s of weight bytes; probe %.1f GB/s):\n\n",
-        p.test.c_str(), threads, p.tokens, p.bandwidth / 1e9);
-    std::printf(
-        "| linear (rows × K) | format | loops/token | ms/token | share | GB/s | of probe |\n");
-    std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    if (p.prefill) {
+      std::printf(
+          "Prefill linears, %s, %zu threads (wall time of each parallel loop over %zu timed "
+          "prompts; GFLOP/s = 2 · tokens · rows · K / time):\n\n",
+          p.test.c_str(), threads, p.units);
+      std::printf("| linear (rows × K) | format | loops/prompt | ms/prompt | share | GFLOP/s |\n");
+      std::printf("| --- | --- | ---: | ---: | ---: | ---: |\n");
+    } else {
+      std::printf(
+          "Decode linears, %s, %zu threads (wall time of each parallel loop over %zu timed "
+          "tokens; GB/s of weight bytes; probe %.1f GB/s):\n\n",
+          p.test.c_str(), threads, p.units, p.bandwidth / 1e9);
+      std::printf(
+          "| linear (rows × K) | format | loops/token | ms/token | share | GB/s | of probe |\n");
+      std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    }
   }
   for (const LinearProfileEntry* e : entries) {
     const bool other = e == &p.linears.other;
     const double ns = static_cast<double>(e->ns);
     const double gbps = ns > 0 ? static_cast<double>(e->bytes) / ns : 0.0;
+    const double gflops = ns > 0
+                              ? 2.0 * static_cast<double>(e->act_rows) *
+                                    static_cast<double>(e->rows) * static_cast<double>(e->cols) / ns
+                              : 0.0;
     const std::string shape =
         other ? std::string("other shapes") : fmt::format("{} × {}", e->rows, e->cols);
+    const double loops = static_cast<double>(e->calls) / units, ms = ns / 1e6 / units;
     if (json) {
       nlohmann::json j;
       j["profile"] = "linear";
@@ -176,32 +193,40 @@ void PrintProfile(const DecodeProfile& p, size_t threads, bool json) {
       j["rows"] = other ? nlohmann::json(nullptr) : nlohmann::json(e->rows);
       j["cols"] = other ? nlohmann::json(nullptr) : nlohmann::json(e->cols);
       j["format"] = other ? "-" : FormatName(e->format);
-      j["loops_per_token"] = static_cast<double>(e->calls) / tokens;
-      j["ms_per_token"] = ns / 1e6 / tokens;
-      j["share"] = ns / decode_ns;
-      j["gb_per_s"] = gbps;
-      j["bandwidth_fraction"] = gbps * 1e9 / p.bandwidth;
+      j[fmt::format("loops_per_{}", unit)] = loops;
+      j[fmt::format("ms_per_{}", unit)] = ms;
+      j["share"] = ns / total_ns;
+      if (p.prefill) {
+        j["gflop_per_s"] = other ? nlohmann::json(nullptr) : nlohmann::json(gflops);
+      } else {
+        j["gb_per_s"] = gbps;
+        j["bandwidth_fraction"] = gbps * 1e9 / p.bandwidth;
+      }
       std::printf("%s\n", j.dump().c_str());
+    } else if (p.prefill) {
+      std::printf("| %s | %s | %.1f | %.3f | %.1f %% | %s |\n", shape.c_str(),
+                  other ? "-" : FormatName(e->format), loops, ms, 100.0 * ns / total_ns,
+                  other ? "-" : fmt::format("{:.1f}", gflops).c_str());
     } else {
       std::printf("| %s | %s | %.1f | %.3f | %.1f %% | %.1f | %.1f %% |\n", shape.c_str(),
-                  other ? "-" : FormatName(e->format), static_cast<double>(e->calls) / tokens,
-                  ns / 1e6 / tokens, 100.0 * ns / decode_ns, gbps,
+                  other ? "-" : FormatName(e->format), loops, ms, 100.0 * ns / total_ns, gbps,
                   100.0 * gbps * 1e9 / p.bandwidth);
     }
   }
-  const double rest_ns = std::max(0.0, decode_ns - linear_ns);
+  const double rest_ns = std::max(0.0, total_ns - linear_ns);
   if (json) {
     nlohmann::json j;
     j["profile"] = "rest";
     j["test"] = p.test;
     j["threads"] = threads;
-    j["ms_per_token"] = rest_ns / 1e6 / tokens;
-    j["share"] = rest_ns / decode_ns;
+    j[fmt::format("ms_per_{}", unit)] = rest_ns / 1e6 / units;
+    j["share"] = rest_ns / total_ns;
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf(
-        "| everything else (norms, attention, RoPE, residual adds) | | | %.3f | %.1f %% | | |\n",
-        rest_ns / 1e6 / tokens, 100.0 * rest_ns / decode_ns);
+        "| everything else (embedding, norms, attention, RoPE, residual adds) | | | %.3f | "
+        "%.1f %% |%s\n",
+        rest_ns / 1e6 / units, 100.0 * rest_ns / total_ns, p.prefill ? " |" : " | |");
   }
 }
 
@@ -249,7 +274,7 @@ void Bench(const BenchArgs& a) {
     probe = std::make_unique<ReadBandwidthProbe>(*probe_pool);
   }
 
-  DecodeProfile profile;
+  RunProfile pp_profile, profile;
   struct Row {
     std::string test;
     Stat tps;
@@ -265,12 +290,19 @@ void Bench(const BenchArgs& a) {
     for (int r = 0; r <= a.reps; ++r) {  // r == 0: warm-up
       for (int32_t& id : ids) id = dist(rng);
       session.Reset();
+      session.SetPrefillLinearProfile(a.profile && r > 0 ? &pp_profile.linears : nullptr);
       const auto t0 = std::chrono::steady_clock::now();
       session.Forward(ids);
       const double s = Seconds(t0);
-      if (r > 0) tps.push_back(static_cast<double>(ids.size()) / s);
+      if (r == 0) continue;
+      tps.push_back(static_cast<double>(ids.size()) / s);
+      pp_profile.seconds += s;
+      ++pp_profile.units;
     }
+    session.SetPrefillLinearProfile(nullptr);
     rows.push_back({fmt::format("pp{}", a.n_prompt), MeanStd(tps), 0.0, {}, {}, {}});
+    pp_profile.test = rows.back().test;
+    pp_profile.prefill = true;
   }
   if (a.n_gen > 0) {
     const double bytes_per_token = static_cast<double>(wt.decode_bytes) +
@@ -294,8 +326,8 @@ void Bench(const BenchArgs& a) {
         if (a.paired) probe_s += probe->Stream(table, slice_bytes);
       }
       if (r == 0) continue;
-      profile.decode_s += s;
-      profile.tokens += static_cast<size_t>(a.n_gen);
+      profile.seconds += s;
+      profile.units += static_cast<size_t>(a.n_gen);
       tps.push_back(static_cast<double>(a.n_gen) / s);
       bws.push_back(bw);
       fractions.push_back(tps.back() * bytes_per_token / bw);
@@ -362,9 +394,10 @@ void Bench(const BenchArgs& a) {
                   threads, r.test.c_str(), r.tps.mean, r.tps.stddev, bw.c_str());
     }
   }
-  if (a.profile && profile.tokens > 0) {
+  for (const RunProfile* p : {&pp_profile, &profile}) {
+    if (!a.profile || p->units == 0) continue;
     if (!a.json) std::printf("\n");
-    PrintProfile(profile, threads, a.json);
+    PrintProfile(*p, threads, a.json);
   }
   std::fflush(stdout);
 }
@@ -395,9 +428,10 @@ void AddBenchCommand(CLI::App& app) {
                 "(bandwidth_fraction_paired): robust where the machine's bandwidth moves "
                 "between moments; doubles tg time and evicts caches between tokens");
   cmd->add_flag("--profile", a->profile,
-                "Also print the decode linears' wall time per shape over the timed tg "
-                "repetitions: ms per token, share of decode time, GB/s of weight bytes and "
-                "its fraction of the read-bandwidth probe");
+                "Also print the linears' wall time per shape over the timed repetitions: for "
+                "tg ms per token, share of decode time, GB/s of weight bytes and its fraction "
+                "of the read-bandwidth probe; for pp ms per prompt, share of prefill time and "
+                "GFLOP/s");
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   cmd->add_option("--kv-type", a->kv_type, "KV cache storage: f32, bf16, int8 or sfp8")

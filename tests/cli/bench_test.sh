@@ -109,6 +109,46 @@ PY
       "$TMP/out" || fail "no profile table header"
     grep -q '^| everything else' "$TMP/out" || fail "no 'everything else' row"
     ;;
+  bench_profile_prefill)
+    # --profile with a pp test: the prefill linears per prompt, in GFLOP/s;
+    # the head runs once per prompt (only the last token's logits), the rest
+    # once per layer, and the shares add up to the prefill time.
+    "$QLM" bench -m "$TMP/m" -p 8 -n 0 -r 2 -t 2 --profile --json >"$TMP/out" 2>"$TMP/err" ||
+      fail "bench -p --profile failed: $(cat "$TMP/err")"
+    cat "$TMP/out"
+    python3 - "$TMP/out" "$TMP/m/config.json" <<'PY' || exit 1
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+c = json.load(open(sys.argv[2]))
+pp = [l for l in lines if "profile" not in l]
+lin = [l for l in lines if l.get("profile") == "linear"]
+rest = [l for l in lines if l.get("profile") == "rest"]
+assert len(pp) == 1 and pp[0]["test"] == "pp8", lines
+assert len(rest) == 1 and rest[0]["test"] == "pp8", lines
+layers = c["num_hidden_layers"]
+loops = sum(l["loops_per_prompt"] for l in lin)
+assert abs(loops - (4 * layers + 1)) < 1e-9, (loops, layers)
+for l in lin:
+    assert l["test"] == "pp8" and l["rows"] > 0 and l["cols"] > 0, l
+    assert l["ms_per_prompt"] > 0 and l["gflop_per_s"] > 0, l
+    assert "gb_per_s" not in l, l
+share = sum(l["share"] for l in lin) + rest[0]["share"]
+assert abs(share - 1) < 1e-6, share
+# GFLOP/s is 2 · tokens · rows · K over the loop's time: the head (vocab
+# rows) sees one token per prompt, every other linear eight.
+for l in lin:
+    tokens = 1 if l["rows"] == c["vocab_size"] else 8
+    want = 2 * tokens * l["rows"] * l["cols"] * l["loops_per_prompt"] / (l["ms_per_prompt"] * 1e6)
+    assert abs(l["gflop_per_s"] / want - 1) < 1e-6, (l, want)
+PY
+    "$QLM" bench -m "$TMP/m" -p 8 -n 2 -r 1 -t 1 --profile >"$TMP/out" 2>"$TMP/err" ||
+      fail "bench -p -n --profile (table) failed: $(cat "$TMP/err")"
+    cat "$TMP/out"
+    grep -q '^| linear (rows × K) | format | loops/prompt | ms/prompt | share | GFLOP/s |' \
+      "$TMP/out" || fail "no prefill profile table header"
+    grep -q '^| linear (rows × K) | format | loops/token | ms/token | share | GB/s | of probe |' \
+      "$TMP/out" || fail "no decode profile table header"
+    ;;
   bench_kv_type)
     # An int8 KV cache reads 1 byte per element + one f32 scale per row
     # instead of 4 bytes per element: tg bytes/token must shrink by exactly

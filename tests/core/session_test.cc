@@ -265,17 +265,51 @@ TEST(Session, LinearProfileTimesEveryDecodeLinearOnce) {
   }
 }
 
+TEST(Session, PrefillLinearProfileTimesEveryPrefillLinearOnce) {
+  // A prefill batch of n tokens adds one loop per linear input and layer
+  // with n activation rows, and the head once with one row (only the last
+  // token's logits are computed); decode steps add nothing to it.
+  const Model& m = Austen();
+  const uint64_t layers = m.weights().layers.size();
+  for (size_t threads : {1, 2}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    SessionOptions so;
+    so.threads = threads;
+    Session s(m, so);
+    LinearProfile p;
+    s.SetPrefillLinearProfile(&p);
+    const std::vector<int32_t> prompt = {2, 100, 200, 300, 400};
+    s.Forward(prompt);
+    const int32_t id = 500;
+    s.Forward(std::span<const int32_t>(&id, 1));
+    ASSERT_GT(p.size, 0u);
+    uint64_t calls = 0, rows = 0;
+    for (size_t i = 0; i < p.size; ++i) {
+      const LinearProfileEntry& e = p.entries[i];
+      EXPECT_GT(e.ns, 0u);
+      calls += e.calls;
+      rows += e.act_rows;
+    }
+    EXPECT_EQ(calls, 4 * layers + 1);  // qkv, o, gate+up, down; the head
+    EXPECT_EQ(rows, 4 * layers * prompt.size() + 1);
+    s.SetPrefillLinearProfile(nullptr);
+  }
+}
+
 TEST(LinearProfile, SumsPerShapeAndOverflowsIntoOther) {
   LinearProfile p;
-  p.Add(8, 16, Format::kQ4, 100, 64);
-  p.Add(8, 16, Format::kQ4, 50, 64);
-  p.Add(8, 16, Format::kInt8, 10, 128);  // same shape, other format: its own entry
+  p.Add(8, 16, Format::kQ4, 1, 100, 64);
+  p.Add(8, 16, Format::kQ4, 5, 50, 64);
+  p.Add(8, 16, Format::kInt8, 1, 10, 128);  // same shape, other format: its own entry
   ASSERT_EQ(p.size, 2u);
   EXPECT_EQ(p.entries[0].calls, 2u);
+  EXPECT_EQ(p.entries[0].act_rows, 6u);
   EXPECT_EQ(p.entries[0].ns, 150u);
   EXPECT_EQ(p.entries[0].bytes, 128u);
   EXPECT_EQ(p.entries[1].format, Format::kInt8);
-  for (uint64_t r = 0; r < LinearProfile::kMaxEntries; ++r) p.Add(100 + r, 16, Format::kF32, 1, 4);
+  for (uint64_t r = 0; r < LinearProfile::kMaxEntries; ++r) {
+    p.Add(100 + r, 16, Format::kF32, 1, 1, 4);
+  }
   EXPECT_EQ(p.size, LinearProfile::kMaxEntries);
   EXPECT_EQ(p.other.calls, 2u);  // the two shapes that found no free entry
   EXPECT_EQ(p.other.bytes, 8u);

@@ -50,6 +50,19 @@ constexpr size_t kMinParallelWork = size_t{1} << 18;
 // was tuned on instead of streaming [M, K] activations from L3.
 constexpr size_t kQ8ActBlockBytes = size_t{384} << 10;
 constexpr size_t kQ8WeightBlockBytes = size_t{256} << 10;
+// Prefill loops of the int8-activation path hand out their output rows in
+// about this many chunks per thread, claimed by whichever thread is free
+// (ThreadPool::ParallelForChunks), instead of one contiguous range per
+// thread: the two vCPUs of the Emerald Rapids VM ran pp512's linears at
+// different speeds, so with fixed halves one thread sat idle ~7 % of the
+// time at the end of each loop (measured: 11.15 s vs 10.46 s busy in 11.60 s
+// of loops, docs/benchmarks.md). Only there: those activations are quantized
+// once per loop, while the f32-activation kernels convert all of x on every
+// call (the int8 weights' int16 codes, the f32 panels' stored-order copy),
+// which 16 calls instead of 2 made 12 % slower (int8 pp512). Decode keeps one
+// range per thread: a contiguous stream per core is what its memory-bound
+// kernels are tuned for.
+constexpr size_t kPrefillChunksPerThread = 8;
 
 // One linear input [rows, cols] and, made on first use and shared by every
 // matmul that reads it, its int8 copy for the int8-activation path.
@@ -119,6 +132,23 @@ const kernels::Q8Acts& Quantized(const Transformer& m, ForwardScratch& s, Thread
   in.perm = perm;
   in.block = block;
   return q;
+}
+
+// Runs fn(begin, end, index) over the `total` output rows of a loop of
+// linears with `act_rows` activation rows; q8: the int8-activation path.
+// Its prefill chunks are about 1/kPrefillChunksPerThread of a thread's share,
+// whole blocks of MatmulQ8Range's weight rows where the share holds one
+// (row_bytes: one weight row of the loop), else whole row grains.
+template <class Fn>
+void ParallelRows(ThreadPool& pool, bool q8, size_t act_rows, size_t total, size_t row_bytes,
+                  Fn&& fn) {
+  if (!q8 || act_rows == 1) return pool.ParallelFor(total, kRowGrain, fn);
+  const size_t block =
+      std::max<size_t>(kRowGrain, kQ8WeightBlockBytes / row_bytes / kRowGrain * kRowGrain);
+  const size_t share = (total + kPrefillChunksPerThread * pool.num_threads() - 1) /
+                       (kPrefillChunksPerThread * pool.num_threads());
+  const size_t unit = share >= block ? block : kRowGrain;
+  pool.ParallelForChunks(total, (share + unit - 1) / unit * unit, fn);
 }
 
 // Rows [begin, end) of y = x · wᵀ through the int8-activation kernel. Prefill
@@ -217,7 +247,7 @@ void Linears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, ActInput
   if (pool == nullptr || in.rows * total * in.cols < kMinParallelWork) {
     run(0, total, 0);
   } else {
-    pool->ParallelFor(total, kRowGrain, run);
+    ParallelRows(*pool, q8, in.rows, total, first->w->desc.row_bytes, run);
   }
   timed.Finish(total, in.cols, first->w->desc.format, in.rows, bytes);
 }
@@ -260,7 +290,7 @@ void GatedLinears(const Transformer& m, ForwardScratch& s, ThreadPool* pool, Act
   if (pool == nullptr || in.rows * 2 * ff * in.cols < kMinParallelWork) {
     run(0, ff, 0);
   } else {
-    pool->ParallelFor(ff, kRowGrain, run);
+    ParallelRows(*pool, q8, in.rows, ff, w_gate.desc.row_bytes, run);
   }
   timed.Finish(2 * ff, in.cols, w_gate.desc.format, in.rows,
                w_gate.desc.total_bytes + w_up.desc.total_bytes);

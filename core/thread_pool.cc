@@ -138,7 +138,12 @@ void ThreadPool::RecordException() {
 
 void ThreadPool::RunRange(size_t index) {
   size_t begin = 0, end = 0;
-  RangeFor(job_n_, job_grain_, index, num_threads_, &begin, &end);
+  if (job_chunked_) {
+    begin = std::min(index * job_grain_, job_n_);
+    end = std::min(begin + job_grain_, job_n_);
+  } else {
+    RangeFor(job_n_, job_grain_, index, num_threads_, &begin, &end);
+  }
   if (begin >= end) return;
   try {
     job_fn_(job_ctx_, begin, end, index);
@@ -190,18 +195,27 @@ void ThreadPool::WorkerLoop() {
   }
 }
 
-void ThreadPool::Dispatch(size_t n, size_t grain, TrampolineFn fn, void* ctx) {
+void ThreadPool::Dispatch(size_t n, size_t grain, bool chunked, TrampolineFn fn, void* ctx) {
   if (in_use_.exchange(true, std::memory_order_acquire)) {
     throw Error(
         "ThreadPool::ParallelFor called while the pool is busy (from inside a parallel "
         "region, or from two threads at once): the pool is not reentrant");
   }
+  if (chunked) {
+    // claims_ counts ranges in 16 bits: widen the chunk to fit.
+    const size_t max_chunks = kMaxThreads;
+    const size_t min_grain = (n + max_chunks - 1) / max_chunks;
+    if (grain < min_grain) grain = (min_grain + grain - 1) / grain * grain;
+  }
   const size_t blocks = n / grain + (n % grain != 0);
-  const size_t ranges = std::min(num_threads_, blocks);  // all non-empty (RangeFor)
+  // All non-empty: RangeFor leaves no thread empty below `blocks` ranges,
+  // and every chunk holds at least one item.
+  const size_t ranges = chunked ? blocks : std::min(num_threads_, blocks);
   job_fn_ = fn;
   job_ctx_ = ctx;
   job_n_ = n;
   job_grain_ = grain;
+  job_chunked_ = chunked;
   remaining_.store(static_cast<uint32_t>(ranges - 1), std::memory_order_relaxed);
   const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
   // Range 0 is the caller's; 1.. are up for claims from now on.

@@ -65,7 +65,28 @@ class ThreadPool {
       return;
     }
     using F = std::remove_reference_t<Fn>;
-    Dispatch(n, grain, &Trampoline<F>,
+    Dispatch(n, grain, /*chunked=*/false, &Trampoline<F>,
+             const_cast<void*>(static_cast<const void*>(std::addressof(fn))));
+  }
+
+  // Like ParallelFor, but [0, n) is cut into consecutive chunks of `chunk`
+  // items (the last one may be shorter) that whichever thread is free claims
+  // next, the caller starting with chunk 0. For long loops whose threads run
+  // at different speeds (prefill on a shared machine), where one range per
+  // thread leaves the faster threads waiting for the slowest at the end.
+  // fn(begin, end, index) gets the CHUNK index, not a thread index, and may
+  // be called several times on one thread. At most 65535 chunks: a smaller
+  // chunk is widened (to a multiple of the original one).
+  template <class Fn>
+  void ParallelForChunks(size_t n, size_t chunk, Fn&& fn) {
+    if (n == 0) return;
+    if (chunk == 0) chunk = 1;
+    if (num_threads_ == 1 || n <= chunk) {
+      fn(size_t{0}, n, size_t{0});
+      return;
+    }
+    using F = std::remove_reference_t<Fn>;
+    Dispatch(n, chunk, /*chunked=*/true, &Trampoline<F>,
              const_cast<void*>(static_cast<const void*>(std::addressof(fn))));
   }
 
@@ -81,7 +102,9 @@ class ThreadPool {
     (*static_cast<F*>(ctx))(begin, end, index);
   }
 
-  void Dispatch(size_t n, size_t grain, TrampolineFn fn, void* ctx);
+  // chunked: ranges are the grain-sized chunks (ParallelForChunks), not one
+  // per thread (RangeFor).
+  void Dispatch(size_t n, size_t grain, bool chunked, TrampolineFn fn, void* ctx);
   void WorkerLoop();
   void RunRange(size_t index);
   // Claims and runs ranges of the current job until none are left.
@@ -99,6 +122,7 @@ class ThreadPool {
   void* job_ctx_ = nullptr;
   size_t job_n_ = 0;
   size_t job_grain_ = 1;
+  bool job_chunked_ = false;
 
   // claims_ packs (generation << 32) | (ranges << 16) | next_range: a claim
   // is a CAS that bumps next_range while it is below ranges, so a worker

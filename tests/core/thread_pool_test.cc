@@ -69,6 +69,73 @@ TEST(ThreadPool, CoversEveryIndexExactlyOnce) {
   }
 }
 
+// ParallelForChunks: every index exactly once, in chunks [c·chunk, (c+1)·chunk)
+// (the last one shorter) whose index c is what fn gets, each chunk once.
+void CheckChunks(ThreadPool& pool, size_t n, size_t chunk) {
+  SCOPED_TRACE("n=" + std::to_string(n) + " chunk=" + std::to_string(chunk) +
+               " threads=" + std::to_string(pool.num_threads()));
+  std::vector<std::atomic<int>> hits(n);
+  const size_t c = chunk == 0 ? 1 : chunk;
+  std::vector<std::atomic<int>> chunk_calls(n / c + 2);
+  std::atomic<int> bad{0};
+  pool.ParallelForChunks(n, chunk, [&](size_t begin, size_t end, size_t index) {
+    const bool whole = n <= c || pool.num_threads() == 1;  // one inline call
+    if (whole ? (begin != 0 || end != n || index != 0)
+              : (begin != index * c || end != std::min(n, begin + c) || begin >= end)) {
+      bad.fetch_add(1);
+      return;
+    }
+    chunk_calls[index].fetch_add(1);
+    for (size_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+  });
+  EXPECT_EQ(bad.load(), 0);
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "index " << i;
+  for (size_t k = 0; k < chunk_calls.size(); ++k) ASSERT_LE(chunk_calls[k].load(), 1) << k;
+}
+
+TEST(ThreadPool, ChunksCoverEveryIndexOnceInChunkOrder) {
+  for (size_t threads : {1, 2, 3, 7}) {
+    ThreadPool pool(threads);
+    for (size_t n : {0, 1, 2, 5, 16, 17, 100, 1000, 4097}) {
+      for (size_t chunk : {0, 1, 3, 16, 64, 5000}) CheckChunks(pool, n, chunk);
+    }
+  }
+}
+
+TEST(ThreadPool, ChunksAreSharedOutToWhoeverIsFree) {
+  // Chunk 0 goes to the caller; while it is stalled there, the other thread
+  // takes every later chunk (fixed halves would give it 4 of 8). The stall
+  // ends when the worker is done or after 10 s (a worker that never runs).
+  ThreadPool pool(2);
+  std::atomic<int> worker_chunks{0};
+  const auto caller = std::this_thread::get_id();
+  pool.ParallelForChunks(8, 1, [&](size_t, size_t, size_t index) {
+    if (std::this_thread::get_id() != caller) worker_chunks.fetch_add(1);
+    if (index != 0) return;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (worker_chunks.load() < 7 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  EXPECT_EQ(worker_chunks.load(), 7);
+}
+
+TEST(ThreadPool, TooManyChunksAreWidened) {
+  // 200000 chunks of 1 exceed the 65535 ranges a job can count: chunks are
+  // widened to a multiple of the request, still covering everything once.
+  ThreadPool pool(2);
+  std::atomic<size_t> calls{0}, items{0};
+  std::atomic<int> bad{0};
+  pool.ParallelForChunks(200000, 1, [&](size_t begin, size_t end, size_t) {
+    if (end - begin != 4 && end != 200000) bad.fetch_add(1);
+    calls.fetch_add(1);
+    items.fetch_add(end - begin);
+  });
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(items.load(), 200000u);
+  EXPECT_EQ(calls.load(), 50000u);  // chunks of 4 (ceil(200000 / 65535) = 4)
+}
+
 TEST(ThreadPool, ZeroItemsNeverCallsFn) {
   ThreadPool pool(3);
   int calls = 0;

@@ -198,8 +198,9 @@ void ThreadPool::WorkerLoop() {
 void ThreadPool::Dispatch(size_t n, size_t grain, bool chunked, TrampolineFn fn, void* ctx) {
   if (in_use_.exchange(true, std::memory_order_acquire)) {
     throw Error(
-        "ThreadPool::ParallelFor called while the pool is busy (from inside a parallel "
-        "region, or from two threads at once): the pool is not reentrant");
+        std::string("ThreadPool::") + (chunked ? "ParallelForChunks" : "ParallelFor") +
+        " called while the pool is busy (from inside a parallel region, or from two threads "
+        "at once): the pool is not reentrant");
   }
   if (chunked) {
     // claims_ counts ranges in 16 bits: widen the chunk to fit.

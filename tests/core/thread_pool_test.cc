@@ -338,15 +338,25 @@ TEST(ThreadPool, EveryThreadThrowingGivesOneException) {
 
 TEST(ThreadPool, NestedCallIsRejectedNotDeadlocked) {
   ThreadPool pool(2);
-  std::atomic<int> rejected{0};
+  std::atomic<int> rejected{0}, rejected_chunks{0};
   pool.ParallelFor(2, 1, [&](size_t, size_t, size_t) {
     try {
       pool.ParallelFor(4, 1, [](size_t, size_t, size_t) {});
     } catch (const Error& e) {
       if (std::string(e.what()).find("not reentrant") != std::string::npos) rejected.fetch_add(1);
     }
+    try {
+      pool.ParallelForChunks(4, 1, [](size_t, size_t, size_t) {});
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (what.find("ParallelForChunks") != std::string::npos &&
+          what.find("not reentrant") != std::string::npos) {
+        rejected_chunks.fetch_add(1);
+      }
+    }
   });
   EXPECT_EQ(rejected.load(), 2);
+  EXPECT_EQ(rejected_chunks.load(), 2);
 }
 
 TEST(ThreadPool, DestroyWhileIdle) {

@@ -134,6 +134,12 @@ const kernels::Q8Acts& Quantized(const Transformer& m, ForwardScratch& s, Thread
   return q;
 }
 
+// Weight rows per block of MatmulQ8Range's prefill walk (row_bytes: one
+// weight row): whole row grains filling kQ8WeightBlockBytes.
+size_t Q8WeightBlockRows(size_t row_bytes) {
+  return std::max<size_t>(kRowGrain, kQ8WeightBlockBytes / row_bytes / kRowGrain * kRowGrain);
+}
+
 // Runs fn(begin, end, index) over the `total` output rows of a loop of
 // linears with `act_rows` activation rows; q8: the int8-activation path.
 // Its prefill chunks are about 1/kPrefillChunksPerThread of a thread's share,
@@ -143,8 +149,7 @@ template <class Fn>
 void ParallelRows(ThreadPool& pool, bool q8, size_t act_rows, size_t total, size_t row_bytes,
                   Fn&& fn) {
   if (!q8 || act_rows == 1) return pool.ParallelFor(total, kRowGrain, fn);
-  const size_t block =
-      std::max<size_t>(kRowGrain, kQ8WeightBlockBytes / row_bytes / kRowGrain * kRowGrain);
+  const size_t block = Q8WeightBlockRows(row_bytes);
   const size_t share = (total + kPrefillChunksPerThread * pool.num_threads() - 1) /
                        (kPrefillChunksPerThread * pool.num_threads());
   const size_t unit = share >= block ? block : kRowGrain;
@@ -163,8 +168,7 @@ void MatmulQ8Range(const Transformer& m, const QTensor& w, const kernels::Q8Acts
     fn(w, x, y, begin, end);
     return;
   }
-  const size_t nb =
-      std::max<size_t>(kRowGrain, kQ8WeightBlockBytes / w.desc.row_bytes / kRowGrain * kRowGrain);
+  const size_t nb = Q8WeightBlockRows(w.desc.row_bytes);
   const size_t blocks = x.k_padded / x.block, n_total = w.desc.rows;
   for (size_t n0 = begin; n0 < end; n0 += nb) {
     const size_t n1 = std::min(end, n0 + nb);

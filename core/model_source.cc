@@ -86,6 +86,7 @@ ModelSource OpenModelSource(const std::string& path, const OpenSourceOptions& op
     s.kind = ModelSource::Kind::kQlmFile;
     QlmReadOptions ro;
     ro.verify_checksums = options.verify_checksums;
+    ro.residency = options.residency;
     s.qlm.emplace(QlmFile::Open(path, ro));
     const QlmContents& c = s.qlm->contents();
     s.config_json = c.metadata.config_json;
@@ -108,7 +109,7 @@ ModelSource OpenModelSource(const std::string& path, const OpenSourceOptions& op
   const std::string qc_path = (fs::path(path) / "quantize_config.json").string();
   s.gptq = ParseGptqConfig(s.config_json, fs::is_regular_file(qc_path, ec) ? ReadText(qc_path) : "",
                            path);
-  s.store = WeightStore::OpenHfDir(path);
+  s.store = WeightStore::OpenHfDir(path, options.residency);
   if (s.gptq) {
     s.kind = ModelSource::Kind::kGptqDir;
     RepackAll(s, options.pool);

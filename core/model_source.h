@@ -46,7 +46,9 @@ const char* ModelSourceKindName(ModelSource::Kind kind);  // "hf", "gptq", "qlm"
 
 struct OpenSourceOptions {
   bool verify_checksums = false;  // .qlm: hash every tensor
-  ThreadPool* pool = nullptr;     // GPTQ repacking split over rows
+  // Map the weight files (default) or read them into memory (--no-mmap).
+  FileResidency residency = FileResidency::kMapped;
+  ThreadPool* pool = nullptr;  // GPTQ repacking split over rows
 };
 
 // Opens `path`: a .qlm file (recognised by its magic), or a directory with

@@ -71,6 +71,7 @@ Model Model::Load(const std::string& dir, const LoadOptions& options) {
   if (options.threads != 1) pool.emplace(options.threads);
   OpenSourceOptions so;
   so.verify_checksums = options.verify_checksums;
+  so.residency = options.mmap ? FileResidency::kMapped : FileResidency::kRead;
   so.pool = pool ? &*pool : nullptr;
   impl->source = OpenModelSource(dir, so);
   const ModelSource& src = impl->source;

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <utility>
 
 #include "base/error.h"
@@ -113,7 +114,8 @@ void Register(const void* data, size_t size, const std::string& path) {
 }
 
 // Before munmap: the range may be reused by another mapping right after.
-void Unmap(const uint8_t* data, size_t size) {
+// A read copy (kRead) was never registered; the scan simply finds nothing.
+void Unmap(const uint8_t* data, size_t reserved) {
   if (data == nullptr) return;
   for (Slot& s : g_slots) {
     if (s.begin.load(std::memory_order_acquire) == reinterpret_cast<uintptr_t>(data)) {
@@ -122,12 +124,58 @@ void Unmap(const uint8_t* data, size_t size) {
       break;
     }
   }
-  ::munmap(const_cast<uint8_t*>(data), size);
+  ::munmap(const_cast<uint8_t*>(data), reserved);
+}
+
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// Anonymous memory for `size` bytes starting on a 2 MiB boundary, so that
+// transparent huge pages can back all of it: over-allocate by one huge page
+// and give back the unaligned head and the tail. Returns the start;
+// *reserved = size rounded up to 2 MiB (what the caller munmaps).
+uint8_t* MapAlignedAnonymous(size_t size, size_t* reserved, const std::string& path) {
+  const size_t rounded = (size + kHugePage - 1) / kHugePage * kHugePage;
+  void* raw = ::mmap(nullptr, rounded + kHugePage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) {
+    throw Error("cannot allocate " + std::to_string(rounded >> 20) + " MiB to read " + path +
+                " into: " + std::strerror(errno));
+  }
+  const auto begin = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (begin + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > begin) ::munmap(raw, aligned - begin);
+  const uintptr_t tail = aligned + rounded;
+  const uintptr_t raw_end = begin + rounded + kHugePage;
+  if (raw_end > tail) ::munmap(reinterpret_cast<void*>(tail), raw_end - tail);
+  auto* p = reinterpret_cast<uint8_t*>(aligned);
+  ::madvise(p, rounded, MADV_HUGEPAGE);  // a hint, as for the mapping
+  *reserved = rounded;
+  return p;
+}
+
+// Reads all `size` bytes of fd into dst; throws naming the path on an error
+// or if the file ends early (it shrank after fstat).
+void ReadWhole(int fd, uint8_t* dst, size_t size, const std::string& path) {
+  constexpr size_t kChunk = size_t{64} << 20;
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t r =
+        ::pread(fd, dst + done, std::min(kChunk, size - done), static_cast<off_t>(done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw Error("cannot read " + path + ": " + std::strerror(errno));
+    }
+    if (r == 0) {
+      throw Error(path + " ended after " + std::to_string(done) + " of its " +
+                  std::to_string(size) + " bytes while it was read (changed by another program?)");
+    }
+    done += static_cast<size_t>(r);
+  }
 }
 
 }  // namespace
 
-MappedFile MappedFile::Open(const std::string& path) {
+MappedFile MappedFile::Open(const std::string& path, FileResidency residency) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error("cannot open " + path + ": " + std::strerror(errno));
   struct stat st {};
@@ -143,7 +191,19 @@ MappedFile MappedFile::Open(const std::string& path) {
   MappedFile f;
   f.path_ = path;
   f.size_ = static_cast<size_t>(st.st_size);
-  if (f.size_ > 0) {
+  f.residency_ = residency;
+  if (f.size_ > 0 && residency == FileResidency::kRead) {
+    uint8_t* p = nullptr;
+    try {
+      p = MapAlignedAnonymous(f.size_, &f.reserved_, path);
+      f.data_ = p;  // owned by f from here: a throw below unmaps it
+      ReadWhole(fd, p, f.size_, path);
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    ::mprotect(p, f.reserved_, PROT_READ);  // weights are read-only, as when mapped
+  } else if (f.size_ > 0) {
     void* p = ::mmap(nullptr, f.size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       const int err = errno;
@@ -154,6 +214,7 @@ MappedFile MappedFile::Open(const std::string& path) {
     // kernel and file system allow (a hint: failure changes nothing).
     ::madvise(p, f.size_, MADV_HUGEPAGE);
     f.data_ = static_cast<const uint8_t*>(p);
+    f.reserved_ = f.size_;
     Register(f.data_, f.size_, path);
   }
   ::close(fd);  // the mapping keeps the file referenced
@@ -163,18 +224,22 @@ MappedFile MappedFile::Open(const std::string& path) {
 MappedFile::MappedFile(MappedFile&& o) noexcept
     : data_(std::exchange(o.data_, nullptr)),
       size_(std::exchange(o.size_, 0)),
+      reserved_(std::exchange(o.reserved_, 0)),
+      residency_(o.residency_),
       path_(std::move(o.path_)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   if (this != &o) {
-    Unmap(data_, size_);
+    Unmap(data_, reserved_);
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
+    reserved_ = std::exchange(o.reserved_, 0);
+    residency_ = o.residency_;
     path_ = std::move(o.path_);
   }
   return *this;
 }
 
-MappedFile::~MappedFile() { Unmap(data_, size_); }
+MappedFile::~MappedFile() { Unmap(data_, reserved_); }
 
 }  // namespace qlm

@@ -69,6 +69,8 @@ struct QlmReadOptions {
   // whole file). The header, metadata and tokenizer checksums are always
   // verified.
   bool verify_checksums = false;
+  // QlmFile::Open: map the file (default) or read it into memory.
+  FileResidency residency = FileResidency::kMapped;
 };
 
 // Parses and validates a whole .qlm file held in memory (`source` names it

@@ -100,21 +100,21 @@ void WeightStore::AddFile(MappedFile file) {
   files_.push_back(std::move(file));
 }
 
-WeightStore WeightStore::OpenSafetensors(const std::string& path) {
+WeightStore WeightStore::OpenSafetensors(const std::string& path, FileResidency residency) {
   WeightStore ws;
   ws.source_ = path;
-  ws.AddFile(MappedFile::Open(path));
+  ws.AddFile(MappedFile::Open(path, residency));
   return ws;
 }
 
-WeightStore WeightStore::OpenHfDir(const std::string& dir) {
+WeightStore WeightStore::OpenHfDir(const std::string& dir, FileResidency residency) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw Error("model directory " + dir + " does not exist");
   const fs::path root(dir);
 
   // Like transformers: a single model.safetensors wins over an index.
   if (IsRegularFile(root / kSingleFile)) {
-    WeightStore ws = OpenSafetensors((root / kSingleFile).string());
+    WeightStore ws = OpenSafetensors((root / kSingleFile).string(), residency);
     ws.source_ = dir;
     return ws;
   }
@@ -156,7 +156,7 @@ WeightStore WeightStore::OpenHfDir(const std::string& dir) {
     if (!IsRegularFile(path)) {
       throw Error("shard " + path + " listed in " + index_path + " does not exist");
     }
-    ws.AddFile(MappedFile::Open(path));
+    ws.AddFile(MappedFile::Open(path, residency));
   }
   for (const auto& [tensor, shard] : map->items()) {
     const auto where = ws.tensor_files_.find(tensor);

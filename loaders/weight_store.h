@@ -33,9 +33,13 @@ class WeightStore {
  public:
   // An HF model directory: model.safetensors, or the shards listed in
   // model.safetensors.index.json. Throws qlm::Error naming the file.
-  static WeightStore OpenHfDir(const std::string& dir);
+  // `residency`: map the files (default) or read them into memory
+  // (loaders/mapped_file.h).
+  static WeightStore OpenHfDir(const std::string& dir,
+                               FileResidency residency = FileResidency::kMapped);
   // One safetensors file.
-  static WeightStore OpenSafetensors(const std::string& path);
+  static WeightStore OpenSafetensors(const std::string& path,
+                                     FileResidency residency = FileResidency::kMapped);
 
   // nullptr if absent.
   const StoredTensor* Find(const std::string& name) const;

@@ -185,6 +185,26 @@ TEST(QlmFileModel, QuantizedFileEqualsQuantAtLoad) {
   }
 }
 
+// --no-mmap (LoadOptions::mmap = false) reads the same files into memory:
+// the logits are bitwise those of the mapped load, for an HF directory and
+// a .qlm file.
+TEST(NoMmap, ReadCopiesGiveBitwiseTheMappedLogits) {
+  const std::string dir = SharedPath("fixtures/tiny-gemma2");
+  QLM_REQUIRE(dir);
+  const Golden g = ReadGoldens(dir).at(0);
+  const std::string path = ExportTo(dir, Format::kQ4, 32);
+  for (const std::string& source : {dir, path}) {
+    LoadOptions read;
+    read.mmap = false;
+    const Model mapped = Model::Load(source), copied = Model::Load(source, read);
+    EXPECT_EQ(copied.mapped_bytes(), mapped.mapped_bytes()) << source;
+    const std::vector<float> a = AllLogits(mapped, g.ids), b = AllLogits(copied, g.ids);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << source;
+  }
+  fs::remove(path);
+}
+
 TEST(QlmFileModel, ErrorsNameTheFile) {
   const std::string dir = SharedPath("fixtures/tiny-llama");
   QLM_REQUIRE(dir);

@@ -1,0 +1,114 @@
+// MappedFile in both residencies: a mapping of the file (kMapped) and a copy
+// read into 2 MiB-aligned anonymous memory (kRead, --no-mmap) hold the same
+// bytes; moves carry the bytes; errors name the path.
+#include "loaders/mapped_file.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <utility>
+
+#include "base/error.h"
+
+namespace qlm {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string TempPath(const std::string& name) {
+  return (fs::temp_directory_path() /
+          ("qlm_mapped_file_test_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+// A file of `size` bytes whose byte i is a hash of i (no two pages alike).
+std::string WritePatternFile(const std::string& name, size_t size) {
+  std::string bytes(size, '\0');
+  for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<char>((i * 2654435761u) >> 13);
+  const std::string path = TempPath(name);
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(size));
+  return path;
+}
+
+TEST(MappedFile, ReadCopyHoldsTheSameBytesAsTheMapping) {
+  // Odd sizes: under one page, one byte past a 2 MiB page, several MiB.
+  for (const size_t size :
+       {size_t{1}, size_t{4097}, (size_t{2} << 20) + 1, (size_t{5} << 20) + 17}) {
+    const std::string path = WritePatternFile("pattern_" + std::to_string(size), size);
+    const MappedFile mapped = MappedFile::Open(path);
+    const MappedFile read = MappedFile::Open(path, FileResidency::kRead);
+    EXPECT_EQ(mapped.residency(), FileResidency::kMapped);
+    EXPECT_EQ(read.residency(), FileResidency::kRead);
+    ASSERT_EQ(mapped.size(), size);
+    ASSERT_EQ(read.size(), size);
+    EXPECT_EQ(read.path(), path);
+    EXPECT_NE(read.data(), mapped.data());
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(read.data()) % (size_t{2} << 20), 0u)
+        << "the copy starts on a 2 MiB boundary so huge pages can back all of it";
+    EXPECT_EQ(std::memcmp(read.data(), mapped.data(), size), 0) << size;
+    fs::remove(path);
+  }
+}
+
+TEST(MappedFile, MovesCarryTheBytesAndTheResidency) {
+  const size_t size = (size_t{3} << 20) + 5;
+  const std::string path = WritePatternFile("move", size);
+  const MappedFile reference = MappedFile::Open(path);
+  MappedFile a = MappedFile::Open(path, FileResidency::kRead);
+  const uint8_t* data = a.data();
+  MappedFile b(std::move(a));
+  EXPECT_EQ(a.data(), nullptr);
+  EXPECT_EQ(a.size(), 0u);
+  EXPECT_EQ(b.data(), data);
+  EXPECT_EQ(b.residency(), FileResidency::kRead);
+  // Assigning over a live read copy releases it and takes the mapping.
+  b = MappedFile::Open(path);
+  EXPECT_EQ(b.residency(), FileResidency::kMapped);
+  ASSERT_EQ(b.size(), size);
+  EXPECT_EQ(std::memcmp(b.data(), reference.data(), size), 0);
+  b = MappedFile::Open(path, FileResidency::kRead);
+  EXPECT_EQ(std::memcmp(b.data(), reference.data(), size), 0);
+  fs::remove(path);
+}
+
+TEST(MappedFile, EmptyFileHasNoBytesInEitherResidency) {
+  const std::string path = TempPath("empty");
+  std::ofstream(path, std::ios::binary).close();
+  for (const FileResidency r : {FileResidency::kMapped, FileResidency::kRead}) {
+    const MappedFile f = MappedFile::Open(path, r);
+    EXPECT_EQ(f.size(), 0u);
+    EXPECT_EQ(f.data(), nullptr);
+  }
+  fs::remove(path);
+}
+
+TEST(MappedFile, ErrorsNameThePath) {
+  const std::string missing = TempPath("missing");
+  const std::string dir = TempPath("dir");
+  fs::create_directories(dir);
+  for (const FileResidency r : {FileResidency::kMapped, FileResidency::kRead}) {
+    try {
+      MappedFile::Open(missing, r);
+      FAIL() << "a missing file opened";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("cannot open " + missing), std::string::npos)
+          << e.what();
+    }
+    try {
+      MappedFile::Open(dir, r);
+      FAIL() << "a directory opened";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(dir + " is not a regular file"), std::string::npos)
+          << e.what();
+    }
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace qlm

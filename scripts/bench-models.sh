@@ -11,7 +11,8 @@
 #
 # PROFILE=1 adds `qlm bench --profile` and prints a second table: each tg
 # run's decode linears per shape (ms/token, share of decode time, GB/s and
-# its fraction of the probe) and the rest of the decode time.
+# its fraction of the probe) and the rest of the decode time, and each pp
+# run's prefill linears (ms/prompt, share, GFLOP/s).
 #
 # MODEL_DIR (default build/models/gemma-2-2b) is written with
 # `qlm random-model --shape gemma-2-2b` when absent (5.2 GB, bf16); q4, int8
@@ -58,14 +59,20 @@ fmt, profile_rows = sys.argv[1], open(sys.argv[2], "a")
 for line in sys.stdin:
     j = json.loads(line)
     if "profile" in j:
+        # tg rows: ms per token, GB/s of weight bytes, fraction of the probe;
+        # pp rows (prefill): ms per prompt and GFLOP/s.
+        pp = "ms_per_prompt" in j
+        ms = j["ms_per_prompt"] if pp else j["ms_per_token"]
         if j["profile"] == "linear":
             shape = "%s × %s" % (j["rows"], j["cols"]) if j["rows"] else "other shapes"
-            profile_rows.write("| %s | %d | %s | %s | %.3f | %.1f %% | %.1f | %.1f %% |\n" % (
-                fmt, j["threads"], j["test"], shape, j["ms_per_token"], 100 * j["share"],
-                j["gb_per_s"], 100 * j["bandwidth_fraction"]))
+            rate = ("%.0f GFLOP/s" % j["gflop_per_s"] if j["gflop_per_s"] else "-") if pp else \
+                "%.1f GB/s" % j["gb_per_s"]
+            frac = "-" if pp else "%.1f %%" % (100 * j["bandwidth_fraction"])
+            profile_rows.write("| %s | %d | %s | %s | %.3f | %.1f %% | %s | %s |\n" % (
+                fmt, j["threads"], j["test"], shape, ms, 100 * j["share"], rate, frac))
         else:
             profile_rows.write("| %s | %d | %s | everything else | %.3f | %.1f %% | | |\n" % (
-                fmt, j["threads"], j["test"], j["ms_per_token"], 100 * j["share"]))
+                fmt, j["threads"], j["test"], ms, 100 * j["share"]))
         continue
     tg = j["test"].startswith("tg")
     print("| %s | %d | %s | %.2f ± %.2f | %s | %s | %s | %s |" % (
@@ -81,7 +88,7 @@ for line in sys.stdin:
 done
 if [[ -s $profile_rows ]]; then
   echo
-  echo "| format | threads | test | linear (rows × K) | ms/token | share | GB/s | of probe |"
+  echo "| format | threads | test | linear (rows × K) | ms/token (tg), ms/prompt (pp) | share | rate | of probe |"
   echo "|---|---:|---|---|---:|---:|---:|---:|"
   cat "$profile_rows"
 fi

@@ -597,6 +597,9 @@ inline constexpr size_t kPrefetchAhead = 8192;
 // 5), and the avx512 table decodes int8 on 256-bit vectors.
 inline constexpr size_t kLongRowK = 4096;
 inline constexpr int kPrefetchLocality = 2;
+// GemvKBlocked: the most bytes of x one K block uses (16 KiB: half of Zen
+// 4's L1, leaving room for the weight lines in flight).
+inline constexpr size_t kXBlockBytes = 16384;
 // Long f32/bf16 rows: x (f32, 4 bytes per input) and one row of weights no
 // longer fit L1 together, and every weight line that comes in evicts a line
 // of x, which then returns from L2 for the next row: up to two extra L1
@@ -703,6 +706,99 @@ void GemvRows(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n,
     float s = xsimd::hadd((a0[r] + a1[r]) + (a2[r] + a3[r]));
     if constexpr (D::kHasRowScale) s *= dec.RowScale(n + r);
     y[n + r] = s;
+  }
+}
+
+// y[n] = row n · x for n in [n_begin, n_end), long rows cut into K blocks of
+// `block_chunks` chunks: every row's first block, then every row's second,
+// and so on, so the block of x in use (block_chunks · kChunk floats) stays
+// in L1 while the weights stream past it. The prefetch follows the order
+// the weights are read in (the next row's same block after this row's
+// block), not the row in memory. Per row, each block's dot product is
+// summed on its own and added to y in block order, so the result depends
+// on the block size but not on the rows or threads. Chunk-scaled decoders
+// are not blocked (their scales are per row).
+// One chunk of GemvKBlocked: acc0/acc1 += chunk c of row n · x (vectors
+// alternate), after a prefetch of the line at (pf_row, pf_off) of the
+// block's read order where chunk c starts a line; the cursor then moves one
+// line on, to the next row's segment where this one ends.
+template <class Arch, int Locality, class D>
+__attribute__((always_inline)) inline void KBlockChunk(const D& dec, const float* xs, size_t n,
+                                                       size_t c, size_t seg_begin, size_t seg,
+                                                       size_t& pf_row, size_t& pf_off,
+                                                       VF<Arch>& acc0, VF<Arch>& acc1) {
+  using V = VF<Arch>;
+  constexpr size_t N = V::size, kV = D::kVecs, kCB = D::kChunkBytes;
+  if ((c * kCB) % 64 < kCB) {
+    for (size_t l = 0; l < kCB; l += 64) {
+      __builtin_prefetch(dec.Row(pf_row) + seg_begin + pf_off, 0, Locality);
+      pf_off += 64;
+      if (pf_off >= seg) {
+        pf_off -= seg;
+        ++pf_row;
+      }
+    }
+  }
+  const float* x = xs + c * D::kChunk;
+  V wv[kV];
+  dec.Full(n, c, wv);
+  for (size_t v = 0; v < kV; v += 2) {
+    acc0 = xsimd::fma(wv[v], V::load_aligned(x + v * N), acc0);
+    if (v + 1 < kV) acc1 = xsimd::fma(wv[v + 1], V::load_aligned(x + (v + 1) * N), acc1);
+  }
+}
+
+// y[n] = row n · x for n in [n_begin, n_end), long rows cut into K blocks of
+// `block_chunks` chunks: every row's first block, then every row's second,
+// and so on, so the block of x in use (block_chunks · kChunk floats) stays
+// in L1 while the weights stream past it. The prefetch follows the order
+// the weights are read in (the next row's same block after this row's
+// block), not the row in memory. Per row, each block's dot product is
+// summed on its own and added to y in block order, so the result depends
+// on the block size but not on the rows or threads. Chunk-scaled decoders
+// are not blocked (their scales are per row).
+template <class Arch, int Locality, class D>
+void GemvKBlocked(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n_begin,
+                  size_t n_end, float* y, size_t block_chunks) {
+  static_assert(!D::kChunkScaled);
+  using V = VF<Arch>;
+  constexpr size_t N = V::size, kV = D::kVecs, kCB = D::kChunkBytes;
+  static_assert(kCB <= 64 || kCB % 64 == 0);
+  for (size_t c0 = 0; c0 < cc.total; c0 += block_chunks) {
+    const size_t c1 = std::min(cc.total, c0 + block_chunks);
+    const size_t cf = std::min(c1, cc.full);  // full chunks of this block
+    const size_t seg = (cf - c0) * kCB;       // bytes each row streams here
+    if (seg == 0) continue;
+    // The prefetch cursor: kPrefetchAheadOf<D> bytes ahead in read order.
+    size_t pf_row = std::min(n_end - 1, n_begin + kPrefetchAheadOf<D> / seg);
+    size_t pf_off = kPrefetchAheadOf<D> % seg;
+    for (size_t n = n_begin; n < n_end; ++n) {
+      V a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+      size_t c = c0;
+      // The cursor is clamped to the last row: there the prefetch is
+      // harmless (lines already read) and stays inside the tensor.
+      for (; c + 1 < cf; c += 2) {
+        KBlockChunk<Arch, Locality>(dec, xs, n, c, c0 * kCB, seg, pf_row, pf_off, a0, a1);
+        KBlockChunk<Arch, Locality>(dec, xs, n, c + 1, c0 * kCB, seg, pf_row, pf_off, a2, a3);
+        if (pf_row >= n_end) pf_row = n_end - 1;
+      }
+      if (c < cf) {
+        KBlockChunk<Arch, Locality>(dec, xs, n, c, c0 * kCB, seg, pf_row, pf_off, a0, a1);
+        if (pf_row >= n_end) pf_row = n_end - 1;
+      }
+      if (c1 == cc.total && cc.tail != 0) {
+        V wv[kV];
+        dec.Tail(n, cc.full, cc.tail, wv);
+        for (size_t v = 0; v < kV; ++v) {
+          a2 = xsimd::fma(wv[v], V::load_aligned(xs + cc.full * D::kChunk + v * N), a2);
+        }
+      }
+      const float s = xsimd::hadd((a0 + a1) + (a2 + a3));
+      y[n] = c0 == 0 ? s : y[n] + s;
+    }
+  }
+  if constexpr (D::kHasRowScale) {
+    for (size_t n = n_begin; n < n_end; ++n) y[n] *= dec.RowScale(n);
   }
 }
 
@@ -815,6 +911,21 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
   // 2304x9216, ~0.7 -> 0.36 at 9216x2304), so every other format reads one
   // row at a time.
   constexpr size_t kPair = F == Format::kF32 ? 2 : 1;
+  // Long sfp8 rows: K blocks of at most kXBlockBytes of x (GemvKBlocked).
+  // sfp8 reads 4 bytes of x per weight byte, the most of any format, and
+  // at K = 9216 x (36 KiB) does not fit Zen 4's 32 KiB L1 beside the
+  // weights. 2304×9216, M=1, 1 thread, avx512, bw_frac_paired in 3 rounds
+  // alternating (session 16, Zen 4 VM): 0.36 / 0.36 / 0.36 unblocked, 0.67 /
+  // 0.67 / 0.66 blocked; the avx2 table (decode-bound there) 0.27 either
+  // way. The same blocks measured no gain for bf16 (0.72 -> 0.73) and a loss
+  // for f32 (0.73 -> 0.62), so they stay unblocked (docs/benchmarks.md).
+  if constexpr (F == Format::kSFP8) {
+    if (cc.padded_k >= kLongRowK) {
+      const size_t blocks = (cc.padded_k * sizeof(float) + kXBlockBytes - 1) / kXBlockBytes;
+      return GemvKBlocked<Arch, LongLocality>(dec, cc, xs, n_begin, n_end, y,
+                                              (cc.total + blocks - 1) / blocks);
+    }
+  }
   size_t n = n_begin;
   if (cc.padded_k >= kLongRowK) {
     for (; n + kPair <= n_end; n += kPair) {

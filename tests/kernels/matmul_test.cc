@@ -336,6 +336,35 @@ TEST(MatmulFullWidthF32Test, MatchesScalarReferenceAndSplits) {
   }
 }
 
+// Long sfp8 rows decode in K blocks (GemvKBlocked in matmul-inl.h): one,
+// two and three blocks with a partial last chunk, against the scalar
+// reference, and split into odd row ranges (the prefetch cursor crosses
+// range ends): the same bits as whole.
+TEST(MatmulKBlockedSfp8Test, MatchesScalarReferenceAndSplits) {
+  std::mt19937 rng(29);
+  const std::vector<FormatCase> cases = test::AllFormatCases();
+  const auto sfp8 = std::find_if(cases.begin(), cases.end(),
+                                 [](const FormatCase& fc) { return fc.format == Format::kSFP8; });
+  ASSERT_NE(sfp8, cases.end());
+  for (Isa isa : test::SimdIsas()) {
+    const MatmulFn fn = GetTable(isa).matmul[static_cast<int>(Format::kSFP8)];
+    for (size_t k : {size_t{4096}, size_t{4500}, size_t{9216 + 17}}) {
+      SCOPED_TRACE(std::string(IsaName(isa)) + " K=" + std::to_string(k));
+      const size_t n = 11;
+      const test::Weight w = MakeWeight(*sfp8, n, k, rng);
+      const std::vector<float> x = RandomVector(k, rng);
+      const VariantDecode got = DecodeWithVariant(fn, Format::kSFP8, w, x, n);
+      EXPECT_LE(got.err_vs_scalar, kSimdTol);
+      for (size_t piece : {size_t{1}, size_t{3}, size_t{5}}) {
+        std::vector<float> split(n, std::nanf(""));
+        for (size_t b = 0; b < n; b += piece)
+          fn(w.q.view(), x.data(), 1, split.data(), b, std::min(n, b + piece));
+        EXPECT_EQ(got.y, split) << "pieces of " << piece;
+      }
+    }
+  }
+}
+
 TEST(MatmulErrorsTest, BadCallsThrowNamingTheProblem) {
   std::mt19937 rng(3);
   const test::Weight w = MakeWeight(test::AllFormatCases()[1], 4, 40, rng);  // bf16

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -308,16 +309,22 @@ TEST(MatmulNtaLongRowsTest, SameBitsAsTheDefaultEntries) {
   }
 }
 
+// The case of format f in test::AllFormatCases(), by value (the list is a
+// fresh vector each call); nullopt if it has none.
+std::optional<FormatCase> CaseOf(Format f) {
+  for (const FormatCase& fc : test::AllFormatCases()) {
+    if (fc.format == f) return fc;
+  }
+  return std::nullopt;
+}
+
 // The 512-bit f32 decode (Intel's default, tested here on any AVX-512 CPU)
 // against the scalar reference on odd and long rows (K >= 4096 reads two
 // rows per x load), and split into odd row ranges: the same bits as whole.
 TEST(MatmulFullWidthF32Test, MatchesScalarReferenceAndSplits) {
   std::mt19937 rng(23);
-  // AllFormatCases() returns a fresh vector: keep the case, not a pointer.
-  const std::vector<FormatCase> cases = test::AllFormatCases();
-  const auto f32 = std::find_if(cases.begin(), cases.end(),
-                                [](const FormatCase& fc) { return fc.format == Format::kF32; });
-  ASSERT_NE(f32, cases.end());
+  const std::optional<FormatCase> f32 = CaseOf(Format::kF32);
+  ASSERT_TRUE(f32.has_value());
   for (Isa isa : test::SimdIsas()) {
     const MatmulFn fn = TableWithFullWidthF32(isa).matmul[static_cast<int>(Format::kF32)];
     if (fn == nullptr) continue;  // no variant: avx2, neon
@@ -342,10 +349,8 @@ TEST(MatmulFullWidthF32Test, MatchesScalarReferenceAndSplits) {
 // range ends): the same bits as whole.
 TEST(MatmulKBlockedSfp8Test, MatchesScalarReferenceAndSplits) {
   std::mt19937 rng(29);
-  const std::vector<FormatCase> cases = test::AllFormatCases();
-  const auto sfp8 = std::find_if(cases.begin(), cases.end(),
-                                 [](const FormatCase& fc) { return fc.format == Format::kSFP8; });
-  ASSERT_NE(sfp8, cases.end());
+  const std::optional<FormatCase> sfp8 = CaseOf(Format::kSFP8);
+  ASSERT_TRUE(sfp8.has_value());
   for (Isa isa : test::SimdIsas()) {
     const MatmulFn fn = GetTable(isa).matmul[static_cast<int>(Format::kSFP8)];
     for (size_t k : {size_t{4096}, size_t{4500}, size_t{9216 + 17}}) {

@@ -709,15 +709,6 @@ void GemvRows(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n,
   }
 }
 
-// y[n] = row n · x for n in [n_begin, n_end), long rows cut into K blocks of
-// `block_chunks` chunks: every row's first block, then every row's second,
-// and so on, so the block of x in use (block_chunks · kChunk floats) stays
-// in L1 while the weights stream past it. The prefetch follows the order
-// the weights are read in (the next row's same block after this row's
-// block), not the row in memory. Per row, each block's dot product is
-// summed on its own and added to y in block order, so the result depends
-// on the block size but not on the rows or threads. Chunk-scaled decoders
-// are not blocked (their scales are per row).
 // One chunk of GemvKBlocked: acc0/acc1 += chunk c of row n · x (vectors
 // alternate), after a prefetch of the line at (pf_row, pf_off) of the
 // block's read order where chunk c starts a line; the cursor then moves one

@@ -15,7 +15,7 @@ void FillAvx512Table(KernelTable& t);
 // only: see kPrefetchLocalityNta in kernels/simd/matmul-inl.h).
 void FillAvx2NtaLongRows(KernelTable& t);
 void FillAvx512NtaLongRows(KernelTable& t);
-// f32 decode on 512-bit vectors (applied on Intel only: see
+// f32 decode on 512-bit vectors (applied on Intel and AMD Zen 4: see
 // FillMatmulFullWidthF32 in kernels/simd/matmul-inl.h).
 void FillAvx512FullWidthF32(KernelTable& t);
 void FillAvx512VnniTable(KernelTable& t);     // VNNI entries only (int8/q4 matmul_q8)

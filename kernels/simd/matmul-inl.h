@@ -90,7 +90,8 @@ inline constexpr bool kVbmi = std::is_same_v<Arch, avx512_vbmi>;
 // int8 weights streamed from DRAM 10-40 % slower than the same kernels on
 // 256-bit vectors (measured on the Zen 4 VM these were tuned on), so decode
 // of those formats runs on this arch; the decoders pick their AVX2 paths.
-// Intel CPUs decode f32 on 512 bits instead (FillMatmulFullWidthF32).
+// Intel CPUs and (since session 16) Zen 4 decode f32 on 512 bits instead
+// (FillMatmulFullWidthF32).
 struct avx512_ymm : xsimd::fma3<xsimd::avx2> {
   static constexpr char const* name() noexcept { return "avx512_ymm"; }
 };
@@ -1055,8 +1056,14 @@ void FillMatmulNtaLongRows(KernelTable& t) {
 // instead of avx512_ymm. On Emerald Rapids, 512-bit f32 decode streams at
 // 0.95-0.98 of the read probe against 0.75-0.93 with 256 bits (one thread,
 // qlm-bench-kernels, 9216x2304 and 2304x9216, three alternated rounds;
-// docs/benchmarks.md, session 14); Zen 4 measured the opposite, so the
-// registry applies this on Intel CPUs only.
+// docs/benchmarks.md, session 14). Zen 4 measured the opposite in sessions
+// 3-7 (older decode code), but on the Zen 4 VM of session 16 the 512-bit
+// decode read 0.76-0.82 against 0.72-0.74 at 9216x2304 and 0.72-0.77
+// against 0.72-0.74 at 2304x9216 (four alternated rounds), and the
+// Gemma-2-2B f32 model at 2 threads decoded at 82.3 / 99.1 / 96.1 % (paired)
+// against 76.9 / 95.5 / 90.0 % in three alternated rounds; the registry
+// applies this on Intel and on AMD family 19h. The same for bf16 was slower
+// there (2304x9216: 0.48-0.50 against 0.72-0.73).
 template <class Arch>
 void FillMatmulFullWidthF32(KernelTable& t) {
   t.matmul[static_cast<int>(Format::kF32)] =

@@ -115,7 +115,7 @@ void Register(const void* data, size_t size, const std::string& path) {
 
 // Before munmap: the range may be reused by another mapping right after.
 // A read copy (kRead) was never registered; the scan simply finds nothing.
-void Unmap(const uint8_t* data, size_t reserved) {
+void Unmap(const uint8_t* data, size_t bytes) {
   if (data == nullptr) return;
   for (Slot& s : g_slots) {
     if (s.begin.load(std::memory_order_acquire) == reinterpret_cast<uintptr_t>(data)) {
@@ -124,17 +124,23 @@ void Unmap(const uint8_t* data, size_t reserved) {
       break;
     }
   }
-  ::munmap(const_cast<uint8_t*>(data), reserved);
+  ::munmap(const_cast<uint8_t*>(data), bytes);
 }
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
+// The bytes mapped for a file of `size` bytes: the file itself, or its
+// read copy rounded up to whole 2 MiB pages (MapAlignedAnonymous).
+size_t MappingBytes(size_t size, FileResidency residency) {
+  return residency == FileResidency::kRead ? (size + kHugePage - 1) / kHugePage * kHugePage : size;
+}
+
 // Anonymous memory for `size` bytes starting on a 2 MiB boundary, so that
 // transparent huge pages can back all of it: over-allocate by one huge page
-// and give back the unaligned head and the tail. Returns the start;
-// *reserved = size rounded up to 2 MiB (what the caller munmaps).
-uint8_t* MapAlignedAnonymous(size_t size, size_t* reserved, const std::string& path) {
-  const size_t rounded = (size + kHugePage - 1) / kHugePage * kHugePage;
+// and give back the unaligned head and the tail. Returns the start of
+// MappingBytes(size, kRead) bytes.
+uint8_t* MapAlignedAnonymous(size_t size, const std::string& path) {
+  const size_t rounded = MappingBytes(size, FileResidency::kRead);
   void* raw = ::mmap(nullptr, rounded + kHugePage, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) {
@@ -149,7 +155,6 @@ uint8_t* MapAlignedAnonymous(size_t size, size_t* reserved, const std::string& p
   if (raw_end > tail) ::munmap(reinterpret_cast<void*>(tail), raw_end - tail);
   auto* p = reinterpret_cast<uint8_t*>(aligned);
   ::madvise(p, rounded, MADV_HUGEPAGE);  // a hint, as for the mapping
-  *reserved = rounded;
   return p;
 }
 
@@ -195,14 +200,15 @@ MappedFile MappedFile::Open(const std::string& path, FileResidency residency) {
   if (f.size_ > 0 && residency == FileResidency::kRead) {
     uint8_t* p = nullptr;
     try {
-      p = MapAlignedAnonymous(f.size_, &f.reserved_, path);
+      p = MapAlignedAnonymous(f.size_, path);
       f.data_ = p;  // owned by f from here: a throw below unmaps it
       ReadWhole(fd, p, f.size_, path);
     } catch (...) {
       ::close(fd);
       throw;
     }
-    ::mprotect(p, f.reserved_, PROT_READ);  // weights are read-only, as when mapped
+    // Weights are read-only, as when mapped.
+    ::mprotect(p, MappingBytes(f.size_, residency), PROT_READ);
   } else if (f.size_ > 0) {
     void* p = ::mmap(nullptr, f.size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
@@ -214,7 +220,6 @@ MappedFile MappedFile::Open(const std::string& path, FileResidency residency) {
     // kernel and file system allow (a hint: failure changes nothing).
     ::madvise(p, f.size_, MADV_HUGEPAGE);
     f.data_ = static_cast<const uint8_t*>(p);
-    f.reserved_ = f.size_;
     Register(f.data_, f.size_, path);
   }
   ::close(fd);  // the mapping keeps the file referenced
@@ -224,22 +229,20 @@ MappedFile MappedFile::Open(const std::string& path, FileResidency residency) {
 MappedFile::MappedFile(MappedFile&& o) noexcept
     : data_(std::exchange(o.data_, nullptr)),
       size_(std::exchange(o.size_, 0)),
-      reserved_(std::exchange(o.reserved_, 0)),
       residency_(o.residency_),
       path_(std::move(o.path_)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   if (this != &o) {
-    Unmap(data_, reserved_);
+    Unmap(data_, MappingBytes(size_, residency_));
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
-    reserved_ = std::exchange(o.reserved_, 0);
     residency_ = o.residency_;
     path_ = std::move(o.path_);
   }
   return *this;
 }
 
-MappedFile::~MappedFile() { Unmap(data_, reserved_); }
+MappedFile::~MappedFile() { Unmap(data_, MappingBytes(size_, residency_)); }
 
 }  // namespace qlm

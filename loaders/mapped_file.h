@@ -43,7 +43,6 @@ class MappedFile {
  private:
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
-  size_t reserved_ = 0;  // bytes of the mapping (kRead: size_ rounded up to 2 MiB)
   FileResidency residency_ = FileResidency::kMapped;
   std::string path_;
 };

@@ -83,6 +83,17 @@ VariantDecode DecodeWithVariant(MatmulFn fn, Format f, const test::Weight& w,
   return r;
 }
 
+// The same decode as DecodeWithVariant's, called on consecutive row ranges
+// of `piece` rows (the last one shorter): each row must come out as whole.
+std::vector<float> DecodeInPieces(MatmulFn fn, const test::Weight& w, const std::vector<float>& x,
+                                  size_t n, size_t piece) {
+  std::vector<float> y(n, std::nanf(""));
+  for (size_t b = 0; b < n; b += piece) {
+    fn(w.q.view(), x.data(), 1, y.data(), b, std::min(n, b + piece));
+  }
+  return y;
+}
+
 class MatmulTest : public ::testing::TestWithParam<FormatCase> {};
 
 TEST_P(MatmulTest, ScalarReferenceMatchesDequantizedDot) {
@@ -335,10 +346,7 @@ TEST(MatmulFullWidthF32Test, MatchesScalarReferenceAndSplits) {
       const std::vector<float> x = RandomVector(k, rng);
       const VariantDecode got = DecodeWithVariant(fn, Format::kF32, w, x, n);
       EXPECT_LE(got.err_vs_scalar, kSimdTol);
-      std::vector<float> split(n, std::nanf(""));
-      for (size_t b = 0; b < n; b += 3)
-        fn(w.q.view(), x.data(), 1, split.data(), b, std::min(n, b + 3));
-      EXPECT_EQ(got.y, split);
+      EXPECT_EQ(got.y, DecodeInPieces(fn, w, x, n, 3));
     }
   }
 }
@@ -361,10 +369,7 @@ TEST(MatmulKBlockedSfp8Test, MatchesScalarReferenceAndSplits) {
       const VariantDecode got = DecodeWithVariant(fn, Format::kSFP8, w, x, n);
       EXPECT_LE(got.err_vs_scalar, kSimdTol);
       for (size_t piece : {size_t{1}, size_t{3}, size_t{5}}) {
-        std::vector<float> split(n, std::nanf(""));
-        for (size_t b = 0; b < n; b += piece)
-          fn(w.q.view(), x.data(), 1, split.data(), b, std::min(n, b + piece));
-        EXPECT_EQ(got.y, split) << "pieces of " << piece;
+        EXPECT_EQ(got.y, DecodeInPieces(fn, w, x, n, piece)) << "pieces of " << piece;
       }
     }
   }

@@ -87,6 +87,7 @@ ModelSource OpenModelSource(const std::string& path, const OpenSourceOptions& op
     QlmReadOptions ro;
     ro.verify_checksums = options.verify_checksums;
     ro.residency = options.residency;
+    ro.read_progress = options.read_progress;
     s.qlm.emplace(QlmFile::Open(path, ro));
     const QlmContents& c = s.qlm->contents();
     s.config_json = c.metadata.config_json;
@@ -109,7 +110,7 @@ ModelSource OpenModelSource(const std::string& path, const OpenSourceOptions& op
   const std::string qc_path = (fs::path(path) / "quantize_config.json").string();
   s.gptq = ParseGptqConfig(s.config_json, fs::is_regular_file(qc_path, ec) ? ReadText(qc_path) : "",
                            path);
-  s.store = WeightStore::OpenHfDir(path, options.residency);
+  s.store = WeightStore::OpenHfDir(path, options.residency, options.read_progress);
   if (s.gptq) {
     s.kind = ModelSource::Kind::kGptqDir;
     RepackAll(s, options.pool);

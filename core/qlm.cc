@@ -72,6 +72,7 @@ Model Model::Load(const std::string& dir, const LoadOptions& options) {
   OpenSourceOptions so;
   so.verify_checksums = options.verify_checksums;
   so.residency = options.mmap ? FileResidency::kMapped : FileResidency::kRead;
+  so.read_progress = options.read_progress;
   so.pool = pool ? &*pool : nullptr;
   impl->source = OpenModelSource(dir, so);
   const ModelSource& src = impl->source;

@@ -158,9 +158,11 @@ uint8_t* MapAlignedAnonymous(size_t size, const std::string& path) {
   return p;
 }
 
-// Reads all `size` bytes of fd into dst; throws naming the path on an error
-// or if the file ends early (it shrank after fstat).
-void ReadWhole(int fd, uint8_t* dst, size_t size, const std::string& path) {
+// Reads all `size` bytes of fd into dst, reporting each piece to
+// `progress`; throws naming the path on an error or if the file ends early
+// (it shrank after fstat).
+void ReadWhole(int fd, uint8_t* dst, size_t size, const std::string& path,
+               const ReadProgressFn& progress) {
   constexpr size_t kChunk = size_t{64} << 20;
   size_t done = 0;
   while (done < size) {
@@ -175,12 +177,14 @@ void ReadWhole(int fd, uint8_t* dst, size_t size, const std::string& path) {
                   std::to_string(size) + " bytes while it was read (changed by another program?)");
     }
     done += static_cast<size_t>(r);
+    if (progress) progress(done, size, path);
   }
 }
 
 }  // namespace
 
-MappedFile MappedFile::Open(const std::string& path, FileResidency residency) {
+MappedFile MappedFile::Open(const std::string& path, FileResidency residency,
+                            const ReadProgressFn& progress) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error("cannot open " + path + ": " + std::strerror(errno));
   struct stat st {};
@@ -202,7 +206,7 @@ MappedFile MappedFile::Open(const std::string& path, FileResidency residency) {
     try {
       p = MapAlignedAnonymous(f.size_, path);
       f.data_ = p;  // owned by f from here: a throw below unmaps it
-      ReadWhole(fd, p, f.size_, path);
+      ReadWhole(fd, p, f.size_, path, progress);
     } catch (...) {
       ::close(fd);
       throw;

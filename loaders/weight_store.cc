@@ -100,21 +100,23 @@ void WeightStore::AddFile(MappedFile file) {
   files_.push_back(std::move(file));
 }
 
-WeightStore WeightStore::OpenSafetensors(const std::string& path, FileResidency residency) {
+WeightStore WeightStore::OpenSafetensors(const std::string& path, FileResidency residency,
+                                         const ReadProgressFn& progress) {
   WeightStore ws;
   ws.source_ = path;
-  ws.AddFile(MappedFile::Open(path, residency));
+  ws.AddFile(MappedFile::Open(path, residency, progress));
   return ws;
 }
 
-WeightStore WeightStore::OpenHfDir(const std::string& dir, FileResidency residency) {
+WeightStore WeightStore::OpenHfDir(const std::string& dir, FileResidency residency,
+                                   const ReadProgressFn& progress) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw Error("model directory " + dir + " does not exist");
   const fs::path root(dir);
 
   // Like transformers: a single model.safetensors wins over an index.
   if (IsRegularFile(root / kSingleFile)) {
-    WeightStore ws = OpenSafetensors((root / kSingleFile).string(), residency);
+    WeightStore ws = OpenSafetensors((root / kSingleFile).string(), residency, progress);
     ws.source_ = dir;
     return ws;
   }
@@ -156,7 +158,7 @@ WeightStore WeightStore::OpenHfDir(const std::string& dir, FileResidency residen
     if (!IsRegularFile(path)) {
       throw Error("shard " + path + " listed in " + index_path + " does not exist");
     }
-    ws.AddFile(MappedFile::Open(path, residency));
+    ws.AddFile(MappedFile::Open(path, residency, progress));
   }
   for (const auto& [tensor, shard] : map->items()) {
     const auto where = ws.tensor_files_.find(tensor);

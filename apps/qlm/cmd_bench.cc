@@ -45,7 +45,7 @@ struct BenchArgs {
   bool json = false;
   bool paired = false;   // a probe slice after every decoded token
   bool profile = false;  // per-shape wall time of the linears (pp and tg)
-  bool no_mmap = false;
+  bool mmap = false;
   std::string kernels;
   std::string kv_type = "f32";
 };
@@ -241,7 +241,7 @@ void Bench(const BenchArgs& a) {
                      std::to_string(a.threads));
   }
   LoadOptions lo;
-  lo.mmap = !a.no_mmap;
+  lo.mmap = a.mmap;
   lo.kernels = a.kernels;
   const KvType kv_type = ParseKvType(a.kv_type);  // fail before loading
   lo.quant = ParseQuantName(a.quant.quant, "--quant");
@@ -359,7 +359,7 @@ void Bench(const BenchArgs& a) {
       j["format"] = format;
       j["isa"] = model.isa();
       j["kv_type"] = a.kv_type;
-      j["mmap"] = !a.no_mmap;
+      j["mmap"] = a.mmap;
       j["threads"] = threads;
       j["test"] = r.test;
       j["tokens_per_s"] = r.tps.mean;
@@ -435,7 +435,7 @@ void AddBenchCommand(CLI::App& app) {
                 "tg ms per token, share of decode time, GB/s of weight bytes and its fraction "
                 "of the read-bandwidth probe; for pp ms per prompt, share of prefill time and "
                 "GFLOP/s");
-  AddNoMmapFlag(cmd, a->no_mmap);
+  AddMmapFlag(cmd, a->mmap);
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   cmd->add_option("--kv-type", a->kv_type, "KV cache storage: f32, bf16, int8 or sfp8")

@@ -42,7 +42,7 @@ struct ChatArgs {
   size_t ctx = 4096;
   std::string kv_type = "f32";
   size_t batch = 64;
-  bool no_mmap = false;
+  bool mmap = false;
   std::string kernels;
   QuantFlags quant;
 };
@@ -92,7 +92,7 @@ void Chat(const ChatArgs& a) {
   }
   if (a.batch == 0) throw UsageError("-b/--batch-size must be >= 1");
   LoadOptions lo;
-  lo.mmap = !a.no_mmap;
+  lo.mmap = a.mmap;
   lo.kernels = a.kernels;
   lo.quant = ParseQuantName(a.quant.quant, "--quant");
   lo.group_size = CheckGroupSize(a.quant.group_size, lo.quant);
@@ -218,7 +218,7 @@ void AddChatCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("-b,--batch-size", a->batch, "Prompt tokens per forward batch")
       ->capture_default_str();
-  AddNoMmapFlag(cmd, a->no_mmap);
+  AddMmapFlag(cmd, a->mmap);
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   AddQuantFlags(cmd, a->quant);

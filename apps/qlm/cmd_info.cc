@@ -159,6 +159,7 @@ nlohmann::ordered_json ModelInfo(const std::string& flag, const std::string& ker
                                  size_t context, KvType kv_type, bool measure_kv) {
   LoadOptions lo;
   lo.kernels = kernels;
+  lo.mmap = true;  // info decodes nothing heavy: no need to read the weights up front
   const std::string dir = ResolveModelDir(flag);
   const Model model = LoadModelWithProgress(dir, lo);
   const ModelConfig& c = model.config();

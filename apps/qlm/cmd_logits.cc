@@ -28,7 +28,7 @@ struct LogitsArgs {
   std::string model;
   std::string ids;
   std::string out;
-  bool no_mmap = false;
+  bool mmap = false;
   std::string kernels;
   int threads = 1;
   QuantFlags quant;
@@ -60,7 +60,7 @@ void Logits(const LogitsArgs& a) {
   if (a.threads < 1)
     throw UsageError("-t/--threads must be >= 1, got " + std::to_string(a.threads));
   LoadOptions lo;
-  lo.mmap = !a.no_mmap;
+  lo.mmap = a.mmap;
   lo.kernels = a.kernels;
   ApplyQuantFlags(a.quant, lo);
   lo.threads = static_cast<size_t>(a.threads);
@@ -111,7 +111,7 @@ void AddLogitsCommand(CLI::App& app) {
   cmd->add_option("--ids", a->ids, "Comma-separated token ids, e.g. 2,651,8")->required();
   cmd->add_option("-o,--output", a->out, "Output file")->required();
   AddQuantFlags(cmd, a->quant, /*head_quant=*/true);
-  AddNoMmapFlag(cmd, a->no_mmap);
+  AddMmapFlag(cmd, a->mmap);
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   cmd->add_option("-t,--threads", a->threads, "Threads")->capture_default_str();

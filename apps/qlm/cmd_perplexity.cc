@@ -44,7 +44,7 @@ struct PerplexityArgs {
   std::string kv_type = "f32";
   bool json = false;
   bool verify = false;
-  bool no_mmap = false;
+  bool mmap = false;
   std::string kernels;
 };
 
@@ -63,7 +63,7 @@ void Perplexity(const PerplexityArgs& a) {
     throw UsageError("-t/--threads must be >= 1 (or -1 for every physical core)");
   }
   LoadOptions lo;
-  lo.mmap = !a.no_mmap;
+  lo.mmap = a.mmap;
   lo.kernels = a.kernels;
   ApplyQuantFlags(a.quant, lo);
   lo.verify_checksums = a.verify;
@@ -184,7 +184,7 @@ void AddPerplexityCommand(CLI::App& app) {
                   "that way) or another model path with the same tokenizer");
   cmd->add_flag("--json", a->json,
                 "Print one JSON object: ppl, kld_mean, kld_p99, top1_agreement, tokens");
-  AddNoMmapFlag(cmd, a->no_mmap);
+  AddMmapFlag(cmd, a->mmap);
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   cmd->callback([a] { Perplexity(*a); });

@@ -41,7 +41,7 @@ struct RunArgs {
   int threads = -1;  // -1 = physical cores
   size_t ctx = 0;
   size_t batch = 64;
-  bool no_mmap = false;
+  bool mmap = false;
   std::string kernels;
   QuantFlags quant;
   bool verify = false;
@@ -76,7 +76,7 @@ void Run(const RunArgs& a) {
   }
 
   LoadOptions lo;
-  lo.mmap = !a.no_mmap;
+  lo.mmap = a.mmap;
   lo.kernels = a.kernels;
   ApplyQuantFlags(a.quant, lo);
   lo.verify_checksums = a.verify;
@@ -194,7 +194,7 @@ void AddRunCommand(CLI::App& app) {
       "prompt starts with the same tokens (same model, --kv-type and -c)");
   AddQuantFlags(cmd, a->quant, /*head_quant=*/true);
   cmd->add_flag("--verify", a->verify, ".qlm files: check every tensor's checksum while loading");
-  AddNoMmapFlag(cmd, a->no_mmap);
+  AddMmapFlag(cmd, a->mmap);
   cmd->add_option("--kernels", a->kernels,
                   "Kernel table: scalar, avx2, avx512, neon (default: best for this CPU)");
   cmd->callback([a] {

@@ -1,29 +1,46 @@
 #include "apps/qlm/load_model.h"
 
+#include <filesystem>
 #include <optional>
 
 #include "apps/qlm/progress.h"
 
 namespace qlm::cli {
 
-void AddNoMmapFlag(CLI::App* cmd, bool& no_mmap) {
-  cmd->add_flag("--no-mmap", no_mmap,
-                "Read the weight files into memory before starting instead of mapping them: "
-                "slower start and no sharing with other processes, but the weights sit in "
-                "freshly allocated 2 MiB pages wherever the page cache put the file (decode can "
-                "be faster; docs/benchmarks.md)");
+void AddMmapFlag(CLI::App* cmd, bool& mmap) {
+  cmd->add_flag("--mmap,!--no-mmap", mmap,
+                "Map the weight files instead of reading them into memory first (--no-mmap, the "
+                "default): instant start and pages shared with other processes, but decode can be "
+                "much slower where the page cache maps the file with small pages "
+                "(docs/benchmarks.md)");
 }
 
 Model LoadModelWithProgress(const std::string& dir, LoadOptions options) {
-  // Silent for the first half second: most loads (mmap, no conversion) are
-  // done by then.
+  // Silent for the first half second: most loads (mmap, no conversion, a
+  // small file read) are done by then.
   constexpr double kQuietSeconds = 0.5;
+  // One bar per weight file read, in MiB.
+  std::optional<Progress> reading;
+  std::string reading_path;
+  options.read_progress = [&](size_t done, size_t total, const std::string& path) {
+    if (!reading || path != reading_path) {
+      if (reading) reading->Finish();
+      reading.emplace("reading", total >> 20, kQuietSeconds);
+      reading_path = path;
+    }
+    reading->Update(done >> 20, "MiB of " + std::filesystem::path(path).filename().string());
+  };
   std::optional<Progress> bar;
   options.progress = [&](size_t done, size_t total, const std::string& name) {
+    if (reading) {
+      reading->Finish();
+      reading.reset();
+    }
     if (!bar) bar.emplace("loading", total, kQuietSeconds);
     bar->Update(done, name);
   };
   Model model = Model::Load(dir, options);
+  if (reading) reading->Finish();
   if (bar) bar->Finish();
   return model;
 }

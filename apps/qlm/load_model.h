@@ -1,6 +1,7 @@
-// Model::Load for the subcommands: a progress bar (apps/qlm/progress.h) on
-// stderr while weights are bound, shown only when loading takes a while
-// (--quant conversion of a large model); zero-copy loads print nothing.
+// Model::Load for the subcommands: progress bars (apps/qlm/progress.h) on
+// stderr while weight files are read and while weights are bound, each
+// shown only when it takes a while (reading a file of gigabytes, --quant
+// conversion of a large model); small or mapped loads print nothing.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -10,9 +11,9 @@
 
 namespace qlm::cli {
 
-// --no-mmap for every command that runs a model: sets `no_mmap`, which the
-// command applies as LoadOptions::mmap = !no_mmap.
-void AddNoMmapFlag(CLI::App* cmd, bool& no_mmap);
+// --mmap (and --no-mmap, the default) for every command that runs a model:
+// sets `mmap`, which the command applies as LoadOptions::mmap.
+void AddMmapFlag(CLI::App* cmd, bool& mmap);
 
 Model LoadModelWithProgress(const std::string& dir, LoadOptions options);
 

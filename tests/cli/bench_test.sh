@@ -33,17 +33,20 @@ tg = lines[1]
 assert tg["bytes_per_token"] > 0, tg
 assert 0 < tg["bandwidth_fraction"] < 1000, tg
 assert tg["bandwidth_fraction_paired"] is None, tg  # only with --paired
-assert all(l["mmap"] is True for l in lines), lines
+assert all(l["mmap"] is False for l in lines), lines  # read into memory by default
 PY
-    # --no-mmap: the weights read into memory; same keys, "mmap": false.
-    "$QLM" bench -m "$TMP/m" -p 0 -n 2 -r 1 -t 1 --no-mmap --json >"$TMP/out" 2>"$TMP/err" ||
-      fail "bench --no-mmap failed: $(cat "$TMP/err")"
-    python3 - "$TMP/out" <<'PY' || exit 1
+    # --mmap: the weights mapped instead; same keys, "mmap": true. --no-mmap
+    # names the default.
+    for flag in --mmap --no-mmap; do
+      "$QLM" bench -m "$TMP/m" -p 0 -n 2 -r 1 -t 1 $flag --json >"$TMP/out" 2>"$TMP/err" ||
+        fail "bench $flag failed: $(cat "$TMP/err")"
+      python3 - "$TMP/out" "$flag" <<'PY' || exit 1
 import json, sys
 tg = json.loads(open(sys.argv[1]).read())
 assert tg["test"] == "tg2" and tg["tokens_per_s"] > 0, tg
-assert tg["mmap"] is False, tg
+assert tg["mmap"] is (sys.argv[2] == "--mmap"), tg
 PY
+    done
     # --paired: every token followed by a probe slice of its bytes.
     "$QLM" bench -m "$TMP/m" -p 0 -n 4 -r 2 -t 2 --paired --json >"$TMP/out" 2>"$TMP/err" ||
       fail "bench --paired failed: $(cat "$TMP/err")"

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -185,19 +186,40 @@ TEST(QlmFileModel, QuantizedFileEqualsQuantAtLoad) {
   }
 }
 
-// --no-mmap (LoadOptions::mmap = false) reads the same files into memory:
-// the logits are bitwise those of the mapped load, for an HF directory and
-// a .qlm file.
-TEST(NoMmap, ReadCopiesGiveBitwiseTheMappedLogits) {
+// LoadOptions::mmap: the default reads the weight files into memory, true
+// (--mmap) maps them; the logits are bitwise the same, for an HF directory
+// and a .qlm file. Reading reports each file's progress up to its size;
+// mapping reads nothing.
+TEST(Residency, ReadAndMappedLoadsGiveBitwiseTheSameLogits) {
   const std::string dir = SharedPath("fixtures/tiny-gemma2");
   QLM_REQUIRE(dir);
   const Golden g = ReadGoldens(dir).at(0);
   const std::string path = ExportTo(dir, Format::kQ4, 32);
   for (const std::string& source : {dir, path}) {
-    LoadOptions read;
-    read.mmap = false;
-    const Model mapped = Model::Load(source), copied = Model::Load(source, read);
+    std::map<std::string, std::pair<size_t, size_t>> last;  // path -> (done, total)
+    size_t calls = 0;
+    LoadOptions read, map;
+    read.read_progress =
+        map.read_progress = [&](size_t done, size_t total, const std::string& file) {
+          auto& [d, t] = last[file];
+          EXPECT_GT(done, d) << file;  // strictly increasing
+          d = done;
+          t = total;
+          ++calls;
+        };
+    map.mmap = true;
+    const Model mapped = Model::Load(source, map);
+    EXPECT_EQ(calls, 0u) << source;
+    const Model copied = Model::Load(source, read);
     EXPECT_EQ(copied.mapped_bytes(), mapped.mapped_bytes()) << source;
+    ASSERT_FALSE(last.empty()) << source;
+    size_t files_bytes = 0;
+    for (const auto& [file, dt] : last) {
+      EXPECT_EQ(dt.first, dt.second) << file;
+      EXPECT_EQ(dt.second, fs::file_size(file)) << file;
+      files_bytes += dt.second;
+    }
+    EXPECT_EQ(files_bytes, copied.mapped_bytes()) << source;
     const std::vector<float> a = AllLogits(mapped, g.ids), b = AllLogits(copied, g.ids);
     ASSERT_EQ(a.size(), b.size());
     EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << source;

@@ -136,6 +136,10 @@ size_t Model::mapped_bytes() const {
   const ModelSource& s = impl_->source;
   return s.store.mapped_bytes() + (s.qlm ? s.qlm->mapped_bytes() : 0);
 }
+size_t Model::read_bytes() const {
+  const ModelSource& s = impl_->source;
+  return s.store.read_bytes() + (s.qlm ? s.qlm->read_bytes() : 0);
+}
 size_t Model::converted_bytes() const {
   return impl_->bound.owned_bytes + impl_->source.repacked_bytes;
 }

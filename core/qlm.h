@@ -92,7 +92,8 @@ class Model {
   const std::vector<int>& stop_ids() const;
   bool IsStop(int32_t id) const;
   const char* isa() const;         // the kernel table in use
-  size_t mapped_bytes() const;     // weight files read (or mapped: --mmap)
+  size_t mapped_bytes() const;     // weight files, read or mapped
+  size_t read_bytes() const;       // of those, read into memory (the rest is mapped)
   size_t converted_bytes() const;  // weights converted at load (norms, f16, --quant)
 
   // Internals for tools in this repository (quantize, bench, info).

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -183,6 +184,23 @@ void ReadWhole(int fd, uint8_t* dst, size_t size, const std::string& path,
 
 }  // namespace
 
+bool ReadCopyFits(size_t file_bytes, size_t available_bytes) {
+  constexpr size_t kReserve = size_t{512} << 20;
+  const size_t need = file_bytes + file_bytes / 8;
+  return need >= file_bytes && available_bytes >= kReserve && need <= available_bytes - kReserve;
+}
+
+size_t AvailableMemoryBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  size_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib <= SIZE_MAX / 1024 ? kib * 1024 : SIZE_MAX;
+  }
+  return SIZE_MAX;
+}
+
 MappedFile MappedFile::Open(const std::string& path, FileResidency residency,
                             const ReadProgressFn& progress) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -200,6 +218,9 @@ MappedFile MappedFile::Open(const std::string& path, FileResidency residency,
   MappedFile f;
   f.path_ = path;
   f.size_ = static_cast<size_t>(st.st_size);
+  if (residency == FileResidency::kRead && !ReadCopyFits(f.size_, AvailableMemoryBytes())) {
+    residency = FileResidency::kMapped;
+  }
   f.residency_ = residency;
   if (f.size_ > 0 && residency == FileResidency::kRead) {
     uint8_t* p = nullptr;

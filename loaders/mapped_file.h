@@ -18,13 +18,21 @@ namespace qlm {
 
 // kMapped: pages come from the page cache on first touch, start-up is
 // instant and several processes share one copy. kRead: the whole file is
-// read up front into memory this process allocates. Why both: the page
-// cache maps only part of a file with 2 MiB pages (47-69 % of the bench
-// models on the Zen 5 VM), and on VMs where a TLB miss is dear decode reads
-// the same bytes much slower through the mapping (docs/benchmarks.md: int8
-// at 2 threads 4.8 vs 7.7 t/s on an Emerald Rapids VM; bf16 62-71 % vs
-// 76-94 % of the bandwidth probe on a Zen 5 VM; no difference on Zen 4).
+// read up front into memory this process allocates. Why both: on two of
+// three VMs measured, decode read the same bytes much slower through the
+// mapping (docs/benchmarks.md: int8 at 2 threads 4.8 vs 7.7 t/s on an
+// Emerald Rapids VM; bf16 62-71 % vs 76-94 % of the bandwidth probe on a
+// Zen 5 VM, where the page cache mapped only 47-69 % of the model files
+// with 2 MiB pages; no difference on Zen 4), and the mapping's speed
+// depends on where the page cache happened to put the file.
 enum class FileResidency { kMapped, kRead };
+
+// Whether a read copy of a `file_bytes` file leaves room for the rest of
+// the process (KV cache, scratch, other files) when the system can give it
+// `available_bytes` without swapping: file + 1/8 + 512 MiB must fit.
+bool ReadCopyFits(size_t file_bytes, size_t available_bytes);
+// MemAvailable of /proc/meminfo in bytes; SIZE_MAX where it is unknown.
+size_t AvailableMemoryBytes();
 
 // Progress of a kRead copy, called after each piece of the file is read:
 // `done` of `total` bytes of `path`.
@@ -35,7 +43,11 @@ class MappedFile {
   MappedFile() = default;
   // Throws qlm::Error naming the path if it cannot be opened, mapped, read
   // (kRead: also if it is shorter than its size at open) or allocated.
-  // `progress` (kRead only, may be empty) follows the read.
+  // `progress` (kRead only, may be empty) follows the read. kRead maps a
+  // file whose copy would not fit (ReadCopyFits with AvailableMemoryBytes)
+  // instead, so a model larger than the free memory still runs, paged in
+  // from the file, rather than being killed for memory; residency() says
+  // which happened.
   static MappedFile Open(const std::string& path, FileResidency residency = FileResidency::kMapped,
                          const ReadProgressFn& progress = {});
   MappedFile(const MappedFile&) = delete;

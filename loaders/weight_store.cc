@@ -195,4 +195,10 @@ size_t WeightStore::mapped_bytes() const {
   return n;
 }
 
+size_t WeightStore::read_bytes() const {
+  size_t n = 0;
+  for (const MappedFile& f : files_) n += f.residency() == FileResidency::kRead ? f.size() : 0;
+  return n;
+}
+
 }  // namespace qlm

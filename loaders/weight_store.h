@@ -48,7 +48,8 @@ class WeightStore {
   // Throws qlm::Error "missing tensor NAME in DIR" if absent.
   const StoredTensor& Get(const std::string& name) const;
   const std::map<std::string, StoredTensor>& tensors() const { return tensors_; }
-  size_t mapped_bytes() const;
+  size_t mapped_bytes() const;  // bytes of the weight files, mapped or read
+  size_t read_bytes() const;    // of those, the files held as read copies
   // The directory or file the store was opened from (used in messages).
   const std::string& source() const { return source_; }
   // The file that holds tensor `name` ("" if absent).

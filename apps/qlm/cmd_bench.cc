@@ -359,7 +359,7 @@ void Bench(const BenchArgs& a) {
       j["format"] = format;
       j["isa"] = model.isa();
       j["kv_type"] = a.kv_type;
-      j["mmap"] = a.mmap;
+      j["mmap"] = model.read_bytes() < model.mapped_bytes();  // some file mapped
       j["threads"] = threads;
       j["test"] = r.test;
       j["tokens_per_s"] = r.tps.mean;

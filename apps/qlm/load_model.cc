@@ -1,9 +1,12 @@
 #include "apps/qlm/load_model.h"
 
+#include <spdlog/spdlog.h>
+
 #include <filesystem>
 #include <optional>
 
 #include "apps/qlm/progress.h"
+#include "loaders/mapped_file.h"
 
 namespace qlm::cli {
 
@@ -42,6 +45,13 @@ Model LoadModelWithProgress(const std::string& dir, LoadOptions options) {
   Model model = Model::Load(dir, options);
   if (reading) reading->Finish();
   if (bar) bar->Finish();
+  if (!options.mmap && model.read_bytes() < model.mapped_bytes()) {
+    const size_t mapped = model.mapped_bytes() - model.read_bytes();
+    spdlog::warn(
+        "{:.2f} GB of weight files mapped instead of read into memory: a copy would not fit in "
+        "the available memory ({:.2f} GB); decode may be slower",
+        static_cast<double>(mapped) / 1e9, static_cast<double>(AvailableMemoryBytes()) / 1e9);
+  }
   return model;
 }
 

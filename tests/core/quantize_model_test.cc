@@ -212,6 +212,8 @@ TEST(Residency, ReadAndMappedLoadsGiveBitwiseTheSameLogits) {
     EXPECT_EQ(calls, 0u) << source;
     const Model copied = Model::Load(source, read);
     EXPECT_EQ(copied.mapped_bytes(), mapped.mapped_bytes()) << source;
+    EXPECT_EQ(copied.read_bytes(), copied.mapped_bytes()) << source;
+    EXPECT_EQ(mapped.read_bytes(), 0u) << source;
     ASSERT_FALSE(last.empty()) << source;
     size_t files_bytes = 0;
     for (const auto& [file, dt] : last) {

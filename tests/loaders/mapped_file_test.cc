@@ -1,6 +1,7 @@
-// MappedFile in both residencies: a mapping of the file (kMapped) and a copy
-// read into 2 MiB-aligned anonymous memory (kRead, --no-mmap) hold the same
-// bytes; moves carry the bytes; errors name the path.
+// MappedFile in both residencies: a mapping of the file (kMapped, --mmap)
+// and a copy read into 2 MiB-aligned anonymous memory (kRead) hold the same
+// bytes; moves carry the bytes; errors name the path; a read copy that would
+// not fit in the available memory becomes a mapping.
 #include "loaders/mapped_file.h"
 
 #include <gtest/gtest.h>
@@ -108,6 +109,42 @@ TEST(MappedFile, ErrorsNameThePath) {
     }
   }
   fs::remove_all(dir);
+}
+
+TEST(MappedFile, ReadCopyFitsLeavesHeadroom) {
+  constexpr size_t kMiB = size_t{1} << 20, kGiB = size_t{1} << 30;
+  EXPECT_TRUE(ReadCopyFits(0, 512 * kMiB));
+  EXPECT_FALSE(ReadCopyFits(1, 512 * kMiB));                   // the 512 MiB reserve
+  EXPECT_FALSE(ReadCopyFits(0, 100 * kMiB));                   // less than the reserve
+  EXPECT_TRUE(ReadCopyFits(8 * kGiB, 9 * kGiB + 512 * kMiB));  // + 1/8 + reserve
+  EXPECT_FALSE(ReadCopyFits(8 * kGiB, 9 * kGiB + 511 * kMiB));
+  EXPECT_FALSE(ReadCopyFits(SIZE_MAX - 1, SIZE_MAX));  // no overflow
+  EXPECT_TRUE(ReadCopyFits(kGiB, SIZE_MAX));           // unknown: read
+}
+
+TEST(MappedFile, AvailableMemoryIsPlausible) {
+  const size_t avail = AvailableMemoryBytes();
+  ASSERT_GT(avail, size_t{0});
+  if (avail == SIZE_MAX) GTEST_SKIP() << "no MemAvailable in /proc/meminfo on this system";
+  EXPECT_LT(avail, size_t{1} << 50);  // under a petabyte: bytes, not a misparse
+}
+
+// A sparse file larger than the available memory (no disk blocks behind
+// it): kRead maps it instead of trying to copy it, and says so.
+TEST(MappedFile, ReadOfAFileLargerThanMemoryMapsIt) {
+  const size_t avail = AvailableMemoryBytes();
+  if (avail == SIZE_MAX) GTEST_SKIP() << "no MemAvailable in /proc/meminfo on this system";
+  const size_t size = avail + (size_t{1} << 30) + 12345;
+  const std::string path = TempPath("sparse");
+  std::ofstream(path, std::ios::binary).close();
+  fs::resize_file(path, size);
+  {
+    const MappedFile f = MappedFile::Open(path, FileResidency::kRead);
+    EXPECT_EQ(f.residency(), FileResidency::kMapped);
+    ASSERT_EQ(f.size(), size);
+    EXPECT_EQ(f.data()[size - 1], 0);  // a hole reads as zeros
+  }
+  fs::remove(path);
 }
 
 }  // namespace

@@ -86,8 +86,7 @@ ModelSource OpenModelSource(const std::string& path, const OpenSourceOptions& op
     s.kind = ModelSource::Kind::kQlmFile;
     QlmReadOptions ro;
     ro.verify_checksums = options.verify_checksums;
-    ro.residency = options.residency;
-    ro.read_progress = options.read_progress;
+    ro.file = options.files;
     s.qlm.emplace(QlmFile::Open(path, ro));
     const QlmContents& c = s.qlm->contents();
     s.config_json = c.metadata.config_json;
@@ -110,7 +109,7 @@ ModelSource OpenModelSource(const std::string& path, const OpenSourceOptions& op
   const std::string qc_path = (fs::path(path) / "quantize_config.json").string();
   s.gptq = ParseGptqConfig(s.config_json, fs::is_regular_file(qc_path, ec) ? ReadText(qc_path) : "",
                            path);
-  s.store = WeightStore::OpenHfDir(path, options.residency, options.read_progress);
+  s.store = WeightStore::OpenHfDir(path, options.files);
   if (s.gptq) {
     s.kind = ModelSource::Kind::kGptqDir;
     RepackAll(s, options.pool);

@@ -46,10 +46,8 @@ const char* ModelSourceKindName(ModelSource::Kind kind);  // "hf", "gptq", "qlm"
 
 struct OpenSourceOptions {
   bool verify_checksums = false;  // .qlm: hash every tensor
-  // Map the weight files (default) or read them into memory, with
-  // `read_progress` following each file's read (may be empty).
-  FileResidency residency = FileResidency::kMapped;
-  ReadProgressFn read_progress = {};
+  // Map the weight files (default) or read them into memory.
+  FileReadOptions files = {};
   ThreadPool* pool = nullptr;  // GPTQ repacking split over rows
 };
 

@@ -71,8 +71,9 @@ Model Model::Load(const std::string& dir, const LoadOptions& options) {
   if (options.threads != 1) pool.emplace(options.threads);
   OpenSourceOptions so;
   so.verify_checksums = options.verify_checksums;
-  so.residency = options.mmap ? FileResidency::kMapped : FileResidency::kRead;
-  so.read_progress = options.read_progress;
+  so.files.residency = options.mmap ? FileResidency::kMapped : FileResidency::kRead;
+  so.files.threads = pool ? pool->num_threads() : 1;
+  so.files.progress = options.read_progress;
   so.pool = pool ? &*pool : nullptr;
   impl->source = OpenModelSource(dir, so);
   const ModelSource& src = impl->source;

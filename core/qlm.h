@@ -51,8 +51,8 @@ struct LoadOptions {
   uint32_t group_size = 0;  // q4 group size for `quant` (0 = default)
   // The embedding and output head in this format instead (nullopt: `quant`).
   std::optional<Format> head_quant;
-  // Threads for load-time work (--quant conversion, GPTQ repacking), the
-  // caller included; 0 = physical cores.
+  // Threads for load-time work (reading the weight files, --quant
+  // conversion, GPTQ repacking), the caller included; 0 = physical cores.
   size_t threads = 0;
   // .qlm files: hash every tensor against its checksum (reads the whole
   // file). The header, metadata and tokenizer checksums are always checked.

@@ -14,7 +14,10 @@
 #include <fstream>
 #include <mutex>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "base/error.h"
 
@@ -159,27 +162,67 @@ uint8_t* MapAlignedAnonymous(size_t size, const std::string& path) {
   return p;
 }
 
-// Reads all `size` bytes of fd into dst, reporting each piece to
-// `progress`; throws naming the path on an error or if the file ends early
-// (it shrank after fstat).
-void ReadWhole(int fd, uint8_t* dst, size_t size, const std::string& path,
-               const ReadProgressFn& progress) {
-  constexpr size_t kChunk = size_t{64} << 20;
-  size_t done = 0;
-  while (done < size) {
-    const ssize_t r =
-        ::pread(fd, dst + done, std::min(kChunk, size - done), static_cast<off_t>(done));
+// Reads [begin, end) of fd into dst + begin, adding each piece to `done`;
+// returns an error message, empty on success (the file ending early means
+// it shrank after fstat).
+std::string ReadRange(int fd, uint8_t* dst, size_t begin, size_t end, size_t size,
+                      const std::string& path, std::atomic<size_t>& done) {
+  constexpr size_t kPiece = size_t{16} << 20;
+  size_t at = begin;
+  while (at < end) {
+    const ssize_t r = ::pread(fd, dst + at, std::min(kPiece, end - at), static_cast<off_t>(at));
     if (r < 0) {
       if (errno == EINTR) continue;
-      throw Error("cannot read " + path + ": " + std::strerror(errno));
+      return "cannot read " + path + ": " + std::strerror(errno);
     }
     if (r == 0) {
-      throw Error(path + " ended after " + std::to_string(done) + " of its " +
-                  std::to_string(size) + " bytes while it was read (changed by another program?)");
+      return path + " ended after " + std::to_string(at) + " of its " + std::to_string(size) +
+             " bytes while it was read (changed by another program?)";
     }
-    done += static_cast<size_t>(r);
-    if (progress) progress(done, size, path);
+    at += static_cast<size_t>(r);
+    done.fetch_add(static_cast<size_t>(r), std::memory_order_relaxed);
   }
+  return {};
+}
+
+// Reads all `size` bytes of fd into dst: 64 MiB chunks (whole 2 MiB pages)
+// claimed by `threads` threads, the caller included, which alone reports
+// `progress`. Throws naming the path on an error.
+void ReadWhole(int fd, uint8_t* dst, size_t size, const std::string& path, size_t threads,
+               const ReadProgressFn& progress) {
+  constexpr size_t kChunk = size_t{64} << 20;
+  const size_t chunks = (size + kChunk - 1) / kChunk;
+  threads = std::clamp<size_t>(threads, 1, chunks);
+  std::atomic<size_t> next{0}, done{0};
+  std::mutex error_mu;
+  std::string error;
+  size_t reported = 0;  // the caller's last report
+  auto work = [&](bool report) {
+    for (size_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+      std::string e =
+          ReadRange(fd, dst, c * kChunk, std::min(size, (c + 1) * kChunk), size, path, done);
+      if (!e.empty()) {
+        const std::lock_guard<std::mutex> lock(error_mu);
+        if (error.empty()) error = std::move(e);
+        next.store(chunks, std::memory_order_relaxed);  // the others stop too
+        return;
+      }
+      if (report && progress) {
+        reported = done.load(std::memory_order_relaxed);
+        progress(reported, size, path);
+      }
+    }
+  };
+  std::vector<std::thread> helpers;
+  try {
+    for (size_t t = 1; t < threads; ++t) helpers.emplace_back(work, false);
+  } catch (const std::system_error&) {
+    // No thread to spare: the caller reads what the others do not.
+  }
+  work(true);
+  for (std::thread& t : helpers) t.join();
+  if (!error.empty()) throw Error(error);
+  if (progress && reported < size) progress(size, size, path);
 }
 
 }  // namespace
@@ -201,8 +244,8 @@ size_t AvailableMemoryBytes() {
   return SIZE_MAX;
 }
 
-MappedFile MappedFile::Open(const std::string& path, FileResidency residency,
-                            const ReadProgressFn& progress) {
+MappedFile MappedFile::Open(const std::string& path, const FileReadOptions& options) {
+  FileResidency residency = options.residency;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error("cannot open " + path + ": " + std::strerror(errno));
   struct stat st {};
@@ -227,7 +270,7 @@ MappedFile MappedFile::Open(const std::string& path, FileResidency residency,
     try {
       p = MapAlignedAnonymous(f.size_, path);
       f.data_ = p;  // owned by f from here: a throw below unmaps it
-      ReadWhole(fd, p, f.size_, path, progress);
+      ReadWhole(fd, p, f.size_, path, options.threads, options.progress);
     } catch (...) {
       ::close(fd);
       throw;

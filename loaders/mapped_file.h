@@ -34,22 +34,36 @@ bool ReadCopyFits(size_t file_bytes, size_t available_bytes);
 // MemAvailable of /proc/meminfo in bytes; SIZE_MAX where it is unknown.
 size_t AvailableMemoryBytes();
 
-// Progress of a kRead copy, called after each piece of the file is read:
-// `done` of `total` bytes of `path`.
+// Progress of a kRead copy, called on the opening thread as pieces of the
+// file arrive: `done` of `total` bytes of `path`.
 using ReadProgressFn = std::function<void(size_t done, size_t total, const std::string& path)>;
+
+// How MappedFile::Open holds a file (and the loaders above it, each file).
+struct FileReadOptions {
+  FileResidency residency = FileResidency::kMapped;
+  // kRead: threads that read pieces of a large file at once, the caller
+  // included (0 counts as 1). Two threads read a 2.8 GB file from the page
+  // cache in 0.20 s against 0.33-0.57 s for one, and 2.7 s against 5.2 s
+  // when the VM had to back the memory again (Zen 5 VM, docs/benchmarks.md).
+  size_t threads = 1;
+  ReadProgressFn progress = {};  // kRead only; may be empty
+};
 
 class MappedFile {
  public:
   MappedFile() = default;
   // Throws qlm::Error naming the path if it cannot be opened, mapped, read
   // (kRead: also if it is shorter than its size at open) or allocated.
-  // `progress` (kRead only, may be empty) follows the read. kRead maps a
+  // options.progress follows a read. kRead maps a
   // file whose copy would not fit (ReadCopyFits with AvailableMemoryBytes)
   // instead, so a model larger than the free memory still runs, paged in
   // from the file, rather than being killed for memory; residency() says
   // which happened.
-  static MappedFile Open(const std::string& path, FileResidency residency = FileResidency::kMapped,
-                         const ReadProgressFn& progress = {});
+  static MappedFile Open(const std::string& path, const FileReadOptions& options);
+  static MappedFile Open(const std::string& path,
+                         FileResidency residency = FileResidency::kMapped) {
+    return Open(path, FileReadOptions{.residency = residency});
+  }
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
   MappedFile(MappedFile&& o) noexcept;

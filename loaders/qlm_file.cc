@@ -377,7 +377,7 @@ void VerifyQlmChecksums(const QlmContents& c, const std::string& source) {
 
 QlmFile QlmFile::Open(const std::string& path, const QlmReadOptions& options) {
   QlmFile f;
-  f.file_ = MappedFile::Open(path, options.residency, options.read_progress);
+  f.file_ = MappedFile::Open(path, options.file);
   f.contents_ = ParseQlmFile(f.file_.data(), f.file_.size(), path, options);
   return f;
 }

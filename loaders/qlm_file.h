@@ -69,10 +69,8 @@ struct QlmReadOptions {
   // whole file). The header, metadata and tokenizer checksums are always
   // verified.
   bool verify_checksums = false;
-  // QlmFile::Open: map the file (default) or read it into memory, with
-  // `read_progress` following the read (may be empty).
-  FileResidency residency = FileResidency::kMapped;
-  ReadProgressFn read_progress = {};
+  // QlmFile::Open: map the file (default) or read it into memory.
+  FileReadOptions file = {};
 };
 
 // Parses and validates a whole .qlm file held in memory (`source` names it

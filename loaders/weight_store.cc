@@ -100,23 +100,21 @@ void WeightStore::AddFile(MappedFile file) {
   files_.push_back(std::move(file));
 }
 
-WeightStore WeightStore::OpenSafetensors(const std::string& path, FileResidency residency,
-                                         const ReadProgressFn& progress) {
+WeightStore WeightStore::OpenSafetensors(const std::string& path, const FileReadOptions& files) {
   WeightStore ws;
   ws.source_ = path;
-  ws.AddFile(MappedFile::Open(path, residency, progress));
+  ws.AddFile(MappedFile::Open(path, files));
   return ws;
 }
 
-WeightStore WeightStore::OpenHfDir(const std::string& dir, FileResidency residency,
-                                   const ReadProgressFn& progress) {
+WeightStore WeightStore::OpenHfDir(const std::string& dir, const FileReadOptions& files) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw Error("model directory " + dir + " does not exist");
   const fs::path root(dir);
 
   // Like transformers: a single model.safetensors wins over an index.
   if (IsRegularFile(root / kSingleFile)) {
-    WeightStore ws = OpenSafetensors((root / kSingleFile).string(), residency, progress);
+    WeightStore ws = OpenSafetensors((root / kSingleFile).string(), files);
     ws.source_ = dir;
     return ws;
   }
@@ -158,7 +156,7 @@ WeightStore WeightStore::OpenHfDir(const std::string& dir, FileResidency residen
     if (!IsRegularFile(path)) {
       throw Error("shard " + path + " listed in " + index_path + " does not exist");
     }
-    ws.AddFile(MappedFile::Open(path, residency, progress));
+    ws.AddFile(MappedFile::Open(path, files));
   }
   for (const auto& [tensor, shard] : map->items()) {
     const auto where = ws.tensor_files_.find(tensor);

@@ -33,15 +33,11 @@ class WeightStore {
  public:
   // An HF model directory: model.safetensors, or the shards listed in
   // model.safetensors.index.json. Throws qlm::Error naming the file.
-  // `residency`: map the files (default) or read them into memory, then
-  // `progress` follows each file's read (loaders/mapped_file.h).
-  static WeightStore OpenHfDir(const std::string& dir,
-                               FileResidency residency = FileResidency::kMapped,
-                               const ReadProgressFn& progress = {});
+  // `files`: map every file (default) or read it into memory
+  // (loaders/mapped_file.h).
+  static WeightStore OpenHfDir(const std::string& dir, const FileReadOptions& files = {});
   // One safetensors file.
-  static WeightStore OpenSafetensors(const std::string& path,
-                                     FileResidency residency = FileResidency::kMapped,
-                                     const ReadProgressFn& progress = {});
+  static WeightStore OpenSafetensors(const std::string& path, const FileReadOptions& files = {});
 
   // nullptr if absent.
   const StoredTensor* Find(const std::string& name) const;

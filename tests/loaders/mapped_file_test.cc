@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "base/error.h"
@@ -54,6 +55,37 @@ TEST(MappedFile, ReadCopyHoldsTheSameBytesAsTheMapping) {
     EXPECT_EQ(std::memcmp(read.data(), mapped.data(), size), 0) << size;
     fs::remove(path);
   }
+}
+
+// Read by several threads: 64 MiB chunks, so a file of 2 chunks and a
+// partial third, read by 1, 2, 3 and 8 threads (more than chunks); the
+// progress reports rise on the calling thread and end at the file's size.
+TEST(MappedFile, ReadByThreadsHoldsTheSameBytes) {
+  const size_t size = (size_t{128} << 20) + 4099;
+  const std::string path = WritePatternFile("threads", size);
+  const MappedFile mapped = MappedFile::Open(path);
+  const std::thread::id caller = std::this_thread::get_id();
+  for (const size_t threads : {size_t{1}, size_t{2}, size_t{3}, size_t{8}}) {
+    size_t last = 0, calls = 0;
+    FileReadOptions o;
+    o.residency = FileResidency::kRead;
+    o.threads = threads;
+    o.progress = [&](size_t done, size_t total, const std::string& p) {
+      EXPECT_EQ(std::this_thread::get_id(), caller);
+      EXPECT_GT(done, last);
+      EXPECT_EQ(total, size);
+      EXPECT_EQ(p, path);
+      last = done;
+      ++calls;
+    };
+    const MappedFile read = MappedFile::Open(path, o);
+    EXPECT_EQ(read.residency(), FileResidency::kRead);
+    ASSERT_EQ(read.size(), size);
+    EXPECT_EQ(std::memcmp(read.data(), mapped.data(), size), 0) << threads << " threads";
+    EXPECT_EQ(last, size) << threads << " threads";
+    EXPECT_GE(calls, 1u);
+  }
+  fs::remove(path);
 }
 
 TEST(MappedFile, MovesCarryTheBytesAndTheResidency) {

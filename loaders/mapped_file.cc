@@ -219,7 +219,13 @@ void ReadWhole(int fd, uint8_t* dst, size_t size, const std::string& path, size_
   } catch (const std::system_error&) {
     // No thread to spare: the caller reads what the others do not.
   }
-  work(true);
+  try {
+    work(true);
+  } catch (...) {  // from `progress`: stop and join the helpers first
+    next.store(chunks, std::memory_order_relaxed);
+    for (std::thread& t : helpers) t.join();
+    throw;
+  }
   for (std::thread& t : helpers) t.join();
   if (!error.empty()) throw Error(error);
   if (progress && reported < size) progress(size, size, path);

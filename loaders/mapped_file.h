@@ -54,11 +54,10 @@ class MappedFile {
   MappedFile() = default;
   // Throws qlm::Error naming the path if it cannot be opened, mapped, read
   // (kRead: also if it is shorter than its size at open) or allocated.
-  // options.progress follows a read. kRead maps a
-  // file whose copy would not fit (ReadCopyFits with AvailableMemoryBytes)
-  // instead, so a model larger than the free memory still runs, paged in
-  // from the file, rather than being killed for memory; residency() says
-  // which happened.
+  // options.progress follows a read. kRead maps a file whose copy would
+  // not fit (ReadCopyFits with AvailableMemoryBytes) instead, so a model
+  // larger than the free memory still runs, paged in from the file, rather
+  // than being killed for memory; residency() says which happened.
   static MappedFile Open(const std::string& path, const FileReadOptions& options);
   static MappedFile Open(const std::string& path,
                          FileResidency residency = FileResidency::kMapped) {

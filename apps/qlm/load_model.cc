@@ -48,8 +48,8 @@ Model LoadModelWithProgress(const std::string& dir, LoadOptions options) {
   if (!options.mmap && model.read_bytes() < model.mapped_bytes()) {
     const size_t mapped = model.mapped_bytes() - model.read_bytes();
     spdlog::warn(
-        "{:.2f} GB of weight files mapped instead of read into memory: a copy would not fit in "
-        "the available memory ({:.2f} GB); decode may be slower",
+        "{:.2f} GB of weight files mapped instead of read into memory: a copy did not fit in "
+        "the available memory (now {:.2f} GB); decode may be slower",
         static_cast<double>(mapped) / 1e9, static_cast<double>(AvailableMemoryBytes()) / 1e9);
   }
   return model;

@@ -88,6 +88,24 @@ TEST(MappedFile, ReadByThreadsHoldsTheSameBytes) {
   fs::remove(path);
 }
 
+// A progress callback that throws (a caller cancelling the load) ends the
+// read: the helper threads are joined and the exception reaches the caller.
+TEST(MappedFile, ThrowingProgressCancelsAThreadedRead) {
+  const size_t size = (size_t{128} << 20) + 1;
+  const std::string path = WritePatternFile("cancel", size);
+  FileReadOptions o;
+  o.residency = FileResidency::kRead;
+  o.threads = 2;
+  o.progress = [](size_t, size_t, const std::string&) { throw Error("cancelled"); };
+  try {
+    MappedFile::Open(path, o);
+    ADD_FAILURE() << "the read was not cancelled";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "cancelled");
+  }
+  fs::remove(path);
+}
+
 TEST(MappedFile, MovesCarryTheBytesAndTheResidency) {
   const size_t size = (size_t{3} << 20) + 5;
   const std::string path = WritePatternFile("move", size);

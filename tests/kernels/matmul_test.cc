@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <numeric>
 #include <optional>
@@ -329,6 +330,24 @@ std::optional<FormatCase> CaseOf(Format f) {
   return std::nullopt;
 }
 
+// fn, a decode entry of fc's format, on n rows of each K in ks: within
+// kSimdTol of the scalar reference, and split into row ranges of each size
+// in `pieces`: the same bits as whole.
+void ExpectMatchesScalarAndSplits(Isa isa, MatmulFn fn, const FormatCase& fc,
+                                  std::initializer_list<size_t> ks, size_t n,
+                                  std::initializer_list<size_t> pieces, std::mt19937& rng) {
+  for (size_t k : ks) {
+    SCOPED_TRACE(std::string(IsaName(isa)) + " K=" + std::to_string(k));
+    const test::Weight w = MakeWeight(fc, n, k, rng);
+    const std::vector<float> x = RandomVector(k, rng);
+    const VariantDecode got = DecodeWithVariant(fn, fc.format, w, x, n);
+    EXPECT_LE(got.err_vs_scalar, kSimdTol);
+    for (size_t piece : pieces) {
+      EXPECT_EQ(got.y, DecodeInPieces(fn, w, x, n, piece)) << "pieces of " << piece;
+    }
+  }
+}
+
 // The 512-bit f32 decode (Intel's default, tested here on any AVX-512 CPU)
 // against the scalar reference on odd and long rows (K >= 4096 reads two
 // rows per x load), and split into odd row ranges: the same bits as whole.
@@ -339,15 +358,7 @@ TEST(MatmulFullWidthF32Test, MatchesScalarReferenceAndSplits) {
   for (Isa isa : test::SimdIsas()) {
     const MatmulFn fn = TableWithFullWidthF32(isa).matmul[static_cast<int>(Format::kF32)];
     if (fn == nullptr) continue;  // no variant: avx2, neon
-    for (size_t k : {size_t{1}, size_t{17}, size_t{33}, size_t{300}, size_t{4096}, size_t{4500}}) {
-      SCOPED_TRACE(std::string(IsaName(isa)) + " K=" + std::to_string(k));
-      const size_t n = 7;
-      const test::Weight w = MakeWeight(*f32, n, k, rng);
-      const std::vector<float> x = RandomVector(k, rng);
-      const VariantDecode got = DecodeWithVariant(fn, Format::kF32, w, x, n);
-      EXPECT_LE(got.err_vs_scalar, kSimdTol);
-      EXPECT_EQ(got.y, DecodeInPieces(fn, w, x, n, 3));
-    }
+    ExpectMatchesScalarAndSplits(isa, fn, *f32, {1, 17, 33, 300, 4096, 4500}, 7, {3}, rng);
   }
 }
 
@@ -361,17 +372,7 @@ TEST(MatmulKBlockedSfp8Test, MatchesScalarReferenceAndSplits) {
   ASSERT_TRUE(sfp8.has_value());
   for (Isa isa : test::SimdIsas()) {
     const MatmulFn fn = GetTable(isa).matmul[static_cast<int>(Format::kSFP8)];
-    for (size_t k : {size_t{4096}, size_t{4500}, size_t{9216 + 17}}) {
-      SCOPED_TRACE(std::string(IsaName(isa)) + " K=" + std::to_string(k));
-      const size_t n = 11;
-      const test::Weight w = MakeWeight(*sfp8, n, k, rng);
-      const std::vector<float> x = RandomVector(k, rng);
-      const VariantDecode got = DecodeWithVariant(fn, Format::kSFP8, w, x, n);
-      EXPECT_LE(got.err_vs_scalar, kSimdTol);
-      for (size_t piece : {size_t{1}, size_t{3}, size_t{5}}) {
-        EXPECT_EQ(got.y, DecodeInPieces(fn, w, x, n, piece)) << "pieces of " << piece;
-      }
-    }
+    ExpectMatchesScalarAndSplits(isa, fn, *sfp8, {4096, 4500, 9216 + 17}, 11, {1, 3, 5}, rng);
   }
 }
 

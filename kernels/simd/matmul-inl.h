@@ -2,9 +2,10 @@
 // kernels/isa_*.cc translation units (each compiled with its ISA's flags).
 //
 // f32 activations (MatmulFn), every weight format:
-//  * m == 1 (decode, memory-bound): GemvRow takes one weight row at a time,
-//    front to back, decoding each chunk straight into registers and
-//    multiplying it with the matching chunk of x (one sequential stream).
+//  * m == 1 (decode, memory-bound): GemvRows reads each weight row front to
+//    back, decoding each chunk straight into registers and multiplying it
+//    with the matching chunk of x; f32 and bf16 take two rows at a time from
+//    the two halves of the range (two sequential streams, one x load each).
 //    Exception: int8 weights on x86 decode through 16-bit activation codes
 //    (matmul_i16-inl.h), which halves the vector work per weight byte.
 //  * m >= 2 (prefill, compute-bound): MatmulTiled decodes a panel of 4 rows
@@ -575,11 +576,12 @@ struct ChunkCounts {
 };
 
 // ---------------------------------------------------------------------------
-// m == 1: one weight row at a time, front to back, so the whole call reads
-// its rows as ONE sequential stream. (Interleaving several rows, each a short
-// stream of a few KiB, defeats the hardware prefetcher: on the Zen 4 VM this
-// was written on, 4 interleaved rows read at ~60 % of the speed of one
-// sequential stream even without any arithmetic.)
+// m == 1: each weight row front to back, and rows in order, so the call reads
+// its rows as sequential streams: one, or two from the two halves of the
+// range (Gemv). (Interleaving neighbouring rows, each a short stream of a few
+// KiB, defeats the hardware prefetcher: on the Zen 4 VM this was written on,
+// 4 interleaved rows read at ~60 % of the speed of one sequential stream even
+// without any arithmetic.)
 // ---------------------------------------------------------------------------
 
 // Software prefetch of the weight stream, kPrefetchAhead bytes ahead into
@@ -593,9 +595,9 @@ struct ChunkCounts {
 // (docs/benchmarks.md, session 8). The int8 decode (matmul_i16-inl.h)
 // takes the same hint.
 inline constexpr size_t kPrefetchAhead = 8192;
-// Rows at least this long count as long: f32 decode reads two rows per x
-// load there, f32 and bf16 may prefetch their weights non-temporally (Zen
-// 5), and the avx512 table decodes int8 on 256-bit vectors.
+// Rows at least this long count as long: f32 and bf16 may prefetch their
+// weights non-temporally there (Zen 5), sfp8 decodes in K blocks, and the
+// avx512 table decodes int8 on 256-bit vectors.
 inline constexpr size_t kLongRowK = 4096;
 inline constexpr int kPrefetchLocality = 2;
 // GemvKBlocked: the most bytes of x one K block uses (16 KiB: half of Zen
@@ -637,12 +639,13 @@ inline constexpr size_t kPrefetchAheadOf = [] {
   }
 }();
 
-// For each of R rows n + r: acc0[r]/acc1[r] += chunk c of that row · x (two
-// chains: vectors alternate). The x vectors are loaded once for all R rows;
-// each row's arithmetic is the same for any R, so R never changes a result.
+// For each of R rows n + r·step: acc0[r]/acc1[r] += chunk c of that row · x
+// (two chains: vectors alternate). The x vectors are loaded once for all R
+// rows; each row's arithmetic is the same for any R and step, so neither
+// ever changes a result.
 template <class Arch, size_t R, int Locality, class D>
 inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, size_t n, size_t c,
-                      VF<Arch> (&acc0)[R], VF<Arch> (&acc1)[R]) {
+                      size_t step, VF<Arch> (&acc0)[R], VF<Arch> (&acc1)[R]) {
   using V = VF<Arch>;
   constexpr size_t N = V::size, kV = D::kVecs;
   static_assert(R == 1 || !D::kChunkScaled, "chunk scales are per row: one row at a time");
@@ -653,7 +656,7 @@ inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, s
   if (const size_t at = c * D::kChunkBytes; at % 64 < D::kChunkBytes) {
     for (size_t r = 0; r < R; ++r) {
       for (size_t l = 0; l < D::kChunkBytes; l += 64) {
-        PrefetchWeights<kPrefetchAheadOf<D>, Locality>(dec.Row(n + r) + at + l);
+        PrefetchWeights<kPrefetchAheadOf<D>, Locality>(dec.Row(n + r * step) + at + l);
       }
     }
   }
@@ -669,7 +672,7 @@ inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, s
     V xv[kV];
     for (size_t v = 0; v < kV; ++v) xv[v] = V::load_aligned(x + v * N);
     for (size_t r = 0; r < R; ++r) {
-      dec.Full(n + r, c, wv);
+      dec.Full(n + r * step, c, wv);
       for (size_t v = 0; v < kV; v += 2) {
         acc0[r] = xsimd::fma(wv[v], xv[v], acc0[r]);
         if (v + 1 < kV) acc1[r] = xsimd::fma(wv[v + 1], xv[v + 1], acc1[r]);
@@ -678,10 +681,10 @@ inline void GemvChunk(const D& dec, const float* xs, const float* chunk_scale, s
   }
 }
 
-// y[n + r] = row n + r · x for r < R, prefetching with Locality.
+// y[n + r·step] = row n + r·step · x for r < R, prefetching with Locality.
 template <class Arch, size_t R, int Locality, class D>
-void GemvRows(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n, float* y,
-              float* chunk_scale) {
+void GemvRows(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n, size_t step,
+              float* y, float* chunk_scale) {
   using V = VF<Arch>;
   constexpr size_t N = V::size, kV = D::kVecs;
   // Four accumulator chains per row (FMA latency × throughput): vectors
@@ -692,21 +695,21 @@ void GemvRows(const D& dec, const ChunkCounts<D>& cc, const float* xs, size_t n,
   if constexpr (D::kChunkScaled) dec.Scales(n, cc.full, chunk_scale);
   size_t c = 0;
   for (; c + 1 < cc.full; c += 2) {
-    GemvChunk<Arch, R, Locality>(dec, xs, chunk_scale, n, c, a0, a1);
-    GemvChunk<Arch, R, Locality>(dec, xs, chunk_scale, n, c + 1, a2, a3);
+    GemvChunk<Arch, R, Locality>(dec, xs, chunk_scale, n, c, step, a0, a1);
+    GemvChunk<Arch, R, Locality>(dec, xs, chunk_scale, n, c + 1, step, a2, a3);
   }
-  if (c < cc.full) GemvChunk<Arch, R, Locality>(dec, xs, chunk_scale, n, c, a0, a1);
+  if (c < cc.full) GemvChunk<Arch, R, Locality>(dec, xs, chunk_scale, n, c, step, a0, a1);
   for (size_t r = 0; r < R; ++r) {
     if (cc.tail != 0) {
       V wv[kV];
-      dec.Tail(n + r, cc.full, cc.tail, wv);
+      dec.Tail(n + r * step, cc.full, cc.tail, wv);
       for (size_t v = 0; v < kV; ++v) {
         a2[r] = xsimd::fma(wv[v], V::load_aligned(xs + cc.full * D::kChunk + v * N), a2[r]);
       }
     }
     float s = xsimd::hadd((a0[r] + a1[r]) + (a2[r] + a3[r]));
-    if constexpr (D::kHasRowScale) s *= dec.RowScale(n + r);
-    y[n + r] = s;
+    if constexpr (D::kHasRowScale) s *= dec.RowScale(n + r * step);
+    y[n + r * step] = s;
   }
 }
 
@@ -895,14 +898,6 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
   if constexpr (D::kChunkScaled) {
     chunk_scale = static_cast<float*>(Scratch<Arch, 3>(cc.full * sizeof(float)));
   }
-  // Long f32 rows: x no longer fits L1 beside the weight lines in flight,
-  // so two rows share each x load (halving x's L2 traffic per weight
-  // byte). At 2304x9216 on Zen 4 (session 7) f32 went 0.54 -> 0.70 of the
-  // probe with it and bf16 0.69 -> 0.58; sfp8 gained a little there (0.34
-  // -> 0.37) but lost on the Zen 5 VM of session 8 (~0.5 -> 0.34 at
-  // 2304x9216, ~0.7 -> 0.36 at 9216x2304), so every other format reads one
-  // row at a time.
-  constexpr size_t kPair = F == Format::kF32 ? 2 : 1;
   // Long sfp8 rows: K blocks of at most kXBlockBytes of x (GemvKBlocked).
   // sfp8 reads 4 bytes of x per weight byte, the most of any format, and
   // at K = 9216 x (36 KiB) does not fit Zen 4's 32 KiB L1 beside the
@@ -918,14 +913,37 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
                                               (cc.total + blocks - 1) / blocks);
     }
   }
+  const bool long_rows = cc.padded_k >= kLongRowK;
   size_t n = n_begin;
-  if (cc.padded_k >= kLongRowK) {
-    for (; n + kPair <= n_end; n += kPair) {
-      GemvRows<Arch, kPair, LongLocality>(dec, cc, xs, n, y, chunk_scale);
+  // f32 and bf16: two rows per step that lie half the range apart, each
+  // read front to back, so the call reads two long sequential streams and
+  // every x load serves both rows. At M=1, 1 thread, bw_frac_paired,
+  // alternated (session 18, Zen 5 VM): 2304x9216 bf16 0.72-0.78 -> 0.91-
+  // 1.00, f32 0.84-0.90 -> 0.90-1.02; 9216x2304 bf16 0.81-0.88 -> 0.94-1.06,
+  // f32 0.70-0.82 -> 0.88-0.93 (f32's long rows were read in pairs of
+  // neighbouring rows before, as Zen 4 preferred in session 7). Neighbouring
+  // rows as bf16's pair (rows of a few KiB interleaved, which defeats the
+  // hardware prefetcher) lost there (2304x9216 0.58-0.60 vs 0.71-0.74), as on
+  // Zen 4, and far pairs lost for sfp8 (0.34-0.40 vs 0.49-0.72: its decode is
+  // compute-bound and short of registers).
+  if constexpr (F == Format::kF32 || F == Format::kBF16) {
+    const size_t half = (n_end - n_begin) / 2;
+    for (size_t i = 0; i < half; ++i) {
+      if (long_rows) {
+        GemvRows<Arch, 2, LongLocality>(dec, cc, xs, n_begin + i, half, y, chunk_scale);
+      } else {
+        GemvRows<Arch, 2, kPrefetchLocality>(dec, cc, xs, n_begin + i, half, y, chunk_scale);
+      }
     }
-    for (; n < n_end; ++n) GemvRows<Arch, 1, LongLocality>(dec, cc, xs, n, y, chunk_scale);
+    n += 2 * half;
   }
-  for (; n < n_end; ++n) GemvRows<Arch, 1, kPrefetchLocality>(dec, cc, xs, n, y, chunk_scale);
+  for (; n < n_end; ++n) {
+    if (long_rows) {
+      GemvRows<Arch, 1, LongLocality>(dec, cc, xs, n, 1, y, chunk_scale);
+    } else {
+      GemvRows<Arch, 1, kPrefetchLocality>(dec, cc, xs, n, 1, y, chunk_scale);
+    }
+  }
 }
 
 // The arch decode runs with: Arch itself, except in the avx512 table for

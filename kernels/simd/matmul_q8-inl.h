@@ -179,7 +179,7 @@ template <class Arch>
 void MatmulQ8Int8Avx2(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin, size_t n_end) {
   CheckMatmulQ8Args(w, Format::kInt8, x, n_begin, n_end);
   // Decode (m == 1): one row at a time, so the weights are read as one
-  // sequential stream (see GemvRow). Otherwise weight rows outside, act rows
+  // sequential stream (see GemvRows in matmul-inl.h). Otherwise weight rows outside, act rows
   // inside: each pair of weight rows is read from memory once and reused
   // from L1 for every act row.
   if (x.m == 1) {

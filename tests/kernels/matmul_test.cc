@@ -252,17 +252,18 @@ TEST(MatmulThreadsTest, DisjointRangesConcurrently) {
   }
 }
 
-// A row's result does not depend on which rows share its call: long decode
-// rows (K >= 4096) are read two at a time, so a row computed beside another
-// must equal the same row computed alone, bit for bit (what makes results
-// identical for any thread count), and the VNNI int8 prefill puts rows in
-// vector lanes, so the same holds for every row offset within a tile.
+// A row's result does not depend on which rows share its call: the f32,
+// bf16 and int8 decode reads two rows at a time (half the range apart), so a
+// row computed beside another must equal the same row computed alone, bit
+// for bit (what makes results identical for any thread count), and the VNNI
+// int8 prefill puts rows in vector lanes, so the same holds for every row
+// offset within a tile.
 TEST(MatmulThreadsTest, RowResultsIndependentOfTheSplit) {
   std::mt19937 rng(13);
   struct Shape {
     size_t m, n, k;
   };
-  for (const Shape& s : {Shape{1, 7, 4500}, Shape{6, 37, 300}}) {
+  for (const Shape& s : {Shape{1, 7, 4500}, Shape{1, 37, 300}, Shape{6, 37, 300}}) {
     for (const FormatCase& fc : test::AllFormatCases()) {
       SCOPED_TRACE(fc.name + " M=" + std::to_string(s.m) + " K=" + std::to_string(s.k));
       const test::Weight w = MakeWeight(fc, s.n, s.k, rng);
@@ -349,8 +350,8 @@ void ExpectMatchesScalarAndSplits(Isa isa, MatmulFn fn, const FormatCase& fc,
 }
 
 // The 512-bit f32 decode (Intel's default, tested here on any AVX-512 CPU)
-// against the scalar reference on odd and long rows (K >= 4096 reads two
-// rows per x load), and split into odd row ranges: the same bits as whole.
+// against the scalar reference on odd and long rows, and split into odd row
+// ranges (which pair other rows): the same bits as whole.
 TEST(MatmulFullWidthF32Test, MatchesScalarReferenceAndSplits) {
   std::mt19937 rng(23);
   const std::optional<FormatCase> f32 = CaseOf(Format::kF32);

@@ -15,8 +15,9 @@ inline constexpr size_t kProbeBytes = size_t{1} << 30;
 // passes over kProbeBytes. Measured on first call (about a second), cached.
 double ReadBandwidth();
 
-// Seconds to stream the next `bytes` bytes (a multiple of 64, at most
-// kProbeBytes) of the probe buffer, wrapping around it: the paired probe
+// Seconds to stream the next `bytes` bytes (a multiple of 64; more than
+// kProbeBytes passes over the buffer more than once) of the probe buffer,
+// wrapping around it: the paired probe
 // that matmul benchmarks run right after each timed call, so a call and the
 // ceiling it is judged against share the same moment of a shared machine.
 double TimeProbeSlice(size_t bytes);

@@ -73,6 +73,8 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
   FileResidency residency() const { return residency_; }
+  // size() if held as a read copy, else 0.
+  size_t read_bytes() const { return residency_ == FileResidency::kRead ? size_ : 0; }
 
  private:
   const uint8_t* data_ = nullptr;

@@ -93,9 +93,7 @@ class QlmFile {
   const QlmContents& contents() const { return contents_; }
   const std::string& path() const { return file_.path(); }
   size_t mapped_bytes() const { return file_.size(); }
-  size_t read_bytes() const {  // mapped_bytes() if held as a read copy, else 0
-    return file_.residency() == FileResidency::kRead ? file_.size() : 0;
-  }
+  size_t read_bytes() const { return file_.read_bytes(); }  // mapped_bytes() if read, else 0
 
  private:
   MappedFile file_;

@@ -195,7 +195,7 @@ size_t WeightStore::mapped_bytes() const {
 
 size_t WeightStore::read_bytes() const {
   size_t n = 0;
-  for (const MappedFile& f : files_) n += f.residency() == FileResidency::kRead ? f.size() : 0;
+  for (const MappedFile& f : files_) n += f.read_bytes();
   return n;
 }
 

@@ -926,24 +926,20 @@ void Gemv(const QTensor& w, const float* x, float* y, size_t n_begin, size_t n_e
   // hardware prefetcher) lost there (2304x9216 0.58-0.60 vs 0.71-0.74), as on
   // Zen 4, and far pairs lost for sfp8 (0.34-0.40 vs 0.49-0.72: its decode is
   // compute-bound and short of registers).
+  // R rows n + r·step, with the prefetch hint of this row length.
+  auto rows = [&]<size_t R>(size_t first, size_t step) {
+    if (long_rows) {
+      GemvRows<Arch, R, LongLocality>(dec, cc, xs, first, step, y, chunk_scale);
+    } else {
+      GemvRows<Arch, R, kPrefetchLocality>(dec, cc, xs, first, step, y, chunk_scale);
+    }
+  };
   if constexpr (F == Format::kF32 || F == Format::kBF16) {
     const size_t half = (n_end - n_begin) / 2;
-    for (size_t i = 0; i < half; ++i) {
-      if (long_rows) {
-        GemvRows<Arch, 2, LongLocality>(dec, cc, xs, n_begin + i, half, y, chunk_scale);
-      } else {
-        GemvRows<Arch, 2, kPrefetchLocality>(dec, cc, xs, n_begin + i, half, y, chunk_scale);
-      }
-    }
+    for (size_t i = 0; i < half; ++i) rows.template operator()<2>(n_begin + i, half);
     n += 2 * half;
   }
-  for (; n < n_end; ++n) {
-    if (long_rows) {
-      GemvRows<Arch, 1, LongLocality>(dec, cc, xs, n, 1, y, chunk_scale);
-    } else {
-      GemvRows<Arch, 1, kPrefetchLocality>(dec, cc, xs, n, 1, y, chunk_scale);
-    }
-  }
+  for (; n < n_end; ++n) rows.template operator()<1>(n, 1);
 }
 
 // The arch decode runs with: Arch itself, except in the avx512 table for

@@ -21,6 +21,10 @@ void FillAvx512FullWidthF32(KernelTable& t);
 void FillAvx512VnniTable(KernelTable& t);     // VNNI entries only (int8/q4 matmul_q8)
 void FillAvx512VnniI16Table(KernelTable& t);  // VNNI int8 prefill (replaces the int8 entry)
 void FillAvx512VbmiTable(KernelTable& t);     // VBMI entries only (sfp8 matmul)
+// BF16 + VBMI: sfp8 decode through vdpbf16ps (applied after the VBMI fill),
+// prefetching into L2, or non-temporally (Zen 5).
+void FillAvx512Bf16Table(KernelTable& t);
+void FillAvx512Bf16NtaTable(KernelTable& t);
 void FillNeonTable(KernelTable& t);
 
 }  // namespace qlm::kernels

@@ -159,6 +159,10 @@ const KernelTable& Avx2Table() {
 #endif
 
 #ifdef QLM_HAVE_AVX512
+// The avx512 table's sfp8 entry before FillAvx512Bf16Table replaced it (null
+// if it did not): TableWithF32Sfp8Decode.
+MatmulFn g_avx512_f32_sfp8 = nullptr;
+
 const KernelTable& Avx512Table() {
   static const KernelTable t = [] {
 #ifdef QLM_HAVE_AVX2
@@ -179,6 +183,12 @@ const KernelTable& Avx512Table() {
 #endif
 #ifdef QLM_HAVE_AVX512_VBMI
     if (Cpu().avx512_vbmi) ApplyFill(t, FillAvx512VbmiTable, Isa::kAvx512);
+#endif
+#ifdef QLM_HAVE_AVX512_BF16
+    if (Cpu().avx512_vbmi && Cpu().avx512_bf16) {
+      g_avx512_f32_sfp8 = t.matmul[static_cast<int>(Format::kSFP8)];
+      ApplyFill(t, Cpu().amd_zen5 ? FillAvx512Bf16NtaTable : FillAvx512Bf16Table, Isa::kAvx512);
+    }
 #endif
     t.isa = Isa::kAvx512;
     return t;
@@ -305,6 +315,15 @@ KernelTable TableWithFullWidthF32(Isa isa) {
   t.matmul[static_cast<int>(Format::kF32)] = nullptr;
 #ifdef QLM_HAVE_AVX512
   if (isa == Isa::kAvx512) FillAvx512FullWidthF32(t);
+#endif
+  return t;
+}
+
+KernelTable TableWithF32Sfp8Decode(Isa isa) {
+  KernelTable t = GetTable(isa);
+  t.matmul[static_cast<int>(Format::kSFP8)] = nullptr;
+#ifdef QLM_HAVE_AVX512
+  if (isa == Isa::kAvx512) t.matmul[static_cast<int>(Format::kSFP8)] = g_avx512_f32_sfp8;
 #endif
   return t;
 }

@@ -60,6 +60,10 @@ size_t Q8ActBlockFor(const TensorDesc& w, size_t m);
 // x: [m, K] in the ORIGINAL input order (the kernel applies w.perm).
 // y: [m, N] row-major; only columns [n_begin, n_end) are written.
 // For m > 1 kernels reuse each decoded weight block across rows (tiling).
+// SFP8 weights multiply x rounded to bf16 (nearest, ties to even): every
+// product is then exact in f32 (4-bit × 8-bit significands), and CPUs with
+// AVX512_BF16 take two products per lane in one vdpbf16ps. The rounding
+// (relative 2^-9) is far below SFP8's own (2^-4 to 2^-5).
 using MatmulFn = void (*)(const QTensor& w, const float* x, size_t m, float* y, size_t n_begin,
                           size_t n_end);
 
@@ -222,6 +226,11 @@ KernelTable TableWithNtaLongRows(Isa isa);
 // Intel CPUs get it by default, whatever the CPU: for tests and A/B runs.
 // A null f32 entry if isa has no such variant (all but avx512).
 KernelTable TableWithFullWidthF32(Isa isa);
+// GetTable(isa) with the sfp8 entry that decodes to f32 and multiplies with
+// FMAs, as CPUs without AVX512_BF16 get it: for tests and A/B runs. A null
+// sfp8 entry if GetTable(isa) has no other one (all but avx512 on a CPU
+// with AVX512_BF16 and VBMI).
+KernelTable TableWithF32Sfp8Decode(Isa isa);
 // Picks the table: `request` ("scalar", "avx2", "avx512", "neon"; empty =
 // the QLM_KERNELS environment variable, else BestIsa()). Throws
 // qlm::UsageError for an unknown name or an ISA the CPU lacks.

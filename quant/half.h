@@ -18,6 +18,16 @@ inline uint16_t F32ToBF16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+// f rounded to the nearest bf16 value (ties to even), as a float: the same
+// rounding as F32ToBF16, written without branches so loops over it
+// vectorize.
+inline float RoundToBF16(float f) {
+  const uint32_t u = std::bit_cast<uint32_t>(f);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  const uint32_t nan = (u | 0x00400000u) & 0xffff0000u;
+  return std::bit_cast<float>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
 float F16ToF32(uint16_t h);
 uint16_t F32ToF16(float f);  // round to nearest even; overflow -> Inf; NaN kept
 

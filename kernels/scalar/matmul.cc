@@ -75,6 +75,12 @@ void MatmulRef(const QTensor& w, const float* x, size_t m, float* y, size_t n_be
   thread_local std::vector<float> x_buf, w_row;
   const size_t k = w.desc.cols, n_total = w.desc.rows;
   const float* xs = StoredOrderX(w, x, m, x_buf);
+  if constexpr (F == Format::kSFP8) {  // sfp8 multiplies bf16(x) (see MatmulFn)
+    thread_local std::vector<float> x_bf16;
+    x_bf16.assign(xs, xs + m * k);
+    for (float& v : x_bf16) v = RoundToBF16(v);
+    xs = x_bf16.data();
+  }
   w_row.resize(k);
   for (size_t n = n_begin; n < n_end; ++n) {
     for (size_t c = 0; c < k; ++c) w_row[c] = WeightAt(w, n, c);

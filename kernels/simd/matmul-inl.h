@@ -136,8 +136,9 @@ inline void HalfsToFloats(const uint16_t* in, size_t n, float* out) {
 }
 
 // Rows of x in stored input order (gathered through perm), each padded with
-// zeros to ldx floats. Returns per-thread scratch.
-template <class Arch>
+// zeros to ldx floats, and rounded to bf16 values if RoundBF16. Returns
+// per-thread scratch.
+template <class Arch, bool RoundBF16 = false>
 const float* StoredX(const float* x, size_t m, size_t k, const int32_t* perm, size_t ldx) {
   float* xs = static_cast<float*>(Scratch<Arch, 0>(m * ldx * sizeof(float)));
   for (size_t i = 0; i < m; ++i) {
@@ -148,15 +149,19 @@ const float* StoredX(const float* x, size_t m, size_t k, const int32_t* perm, si
     } else {
       std::memcpy(dst, src, k * sizeof(float));
     }
+    if constexpr (RoundBF16) {
+      for (size_t j = 0; j < k; ++j) dst[j] = RoundToBF16(dst[j]);
+    }
     std::fill(dst + k, dst + ldx, 0.0f);
   }
   return xs;
 }
 
-// The same, then each chunk reordered to the lane order of decoder D.
+// The same for decoder D (rounded if D::kBF16Acts), then each chunk
+// reordered to D's lane order.
 template <class Arch, class D>
 const float* StoredXFor(const float* x, size_t m, size_t k, const int32_t* perm, size_t ldx) {
-  const float* xs = StoredX<Arch>(x, m, k, perm, ldx);
+  const float* xs = StoredX<Arch, D::kBF16Acts>(x, m, k, perm, ldx);
   if constexpr (D::kPermuted) {
     float* out = static_cast<float*>(Scratch<Arch, 4>(m * ldx * sizeof(float)));
     for (size_t i = 0; i < m * ldx; i += D::kChunk) {
@@ -185,6 +190,8 @@ struct DecoderBase {
   // sequence yields another order; x is gathered into the same order.
   static constexpr bool kPermuted = false;
   static constexpr size_t XPos(size_t j) { return j; }
+  // True when the format's matmul multiplies bf16(x) (SFP8: see MatmulFn).
+  static constexpr bool kBF16Acts = false;
   static void Scalar(const Self& d, size_t n, size_t first, size_t count, VF<Arch>* out) {
     alignas(64) float t[Self::kChunk] = {};
     for (size_t j = 0; j < Self::kChunk; ++j) {
@@ -291,12 +298,42 @@ inline constexpr uint16_t Sfp8ToBF16(uint32_t c7) {
   return static_cast<uint16_t>(c7 >= 64 ? (c7 << 4) + 0x3800u : (c7 << 5) + 0x3400u);
 }
 
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+// 64 SFP8 codes -> their 64 bf16 values by two byte permutes (the VBMI
+// decode above): w0 holds codes 16L + 0-7 of each 128-bit lane L as words,
+// w1 codes 16L + 8-15. Arch only keeps each translation unit's copy apart.
+template <class Arch>
+__attribute__((always_inline)) inline void Sfp8Bf16WordsVbmi(__m512i codes, __m512i& w0,
+                                                             __m512i& w1) {
+  struct Tables {
+    uint8_t hi[128], lo[128];
+  };
+  alignas(64) static constexpr Tables kT = [] {
+    Tables t{};
+    for (uint32_t c = 0; c < 128; ++c) {
+      t.hi[c] = static_cast<uint8_t>(Sfp8ToBF16<Arch>(c) >> 8);
+      t.lo[c] = static_cast<uint8_t>(Sfp8ToBF16<Arch>(c) & 0xFF);
+    }
+    return t;
+  }();
+  __m512i hi =
+      _mm512_permutex2var_epi8(_mm512_load_si512(kT.hi), codes, _mm512_load_si512(kT.hi + 64));
+  const __m512i lo =
+      _mm512_permutex2var_epi8(_mm512_load_si512(kT.lo), codes, _mm512_load_si512(kT.lo + 64));
+  // hi |= code & 0x80: the sign.
+  hi = _mm512_ternarylogic_epi32(hi, codes, _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8);
+  w0 = _mm512_unpacklo_epi8(lo, hi);
+  w1 = _mm512_unpackhi_epi8(lo, hi);
+}
+#endif
+
 template <class Arch>
 struct Decoder<Arch, Format::kSFP8> : DecoderBase<Arch, Decoder<Arch, Format::kSFP8>> {
   static constexpr size_t N = VF<Arch>::size, kVecs = kVbmi<Arch> ? 4 : 2, kChunk = kVecs * N;
   static constexpr size_t kChunkBytes = kChunk;
   static constexpr bool kPadded = false;
   static constexpr bool kHasRowScale = true;
+  static constexpr bool kBF16Acts = true;
   // Long rows prefetch 16 KiB ahead, not the default 8: at 2304×9216, M=1
   // (session 7, two A/B rounds) 0.39 / 0.37 of the probe at 8 KiB, 0.60 /
   // 0.57 at 16, 0.59 / 0.57 at 24, 0.57 / 0.57 at 32. The same 16 KiB for
@@ -327,25 +364,8 @@ struct Decoder<Arch, Format::kSFP8> : DecoderBase<Arch, Decoder<Arch, Format::kS
     const uint8_t* p = Row(n) + c * kChunkBytes;
 #if defined(__AVX512VBMI__) && defined(__AVX512BW__)
     if constexpr (kVbmi<Arch>) {
-      struct Tables {
-        uint8_t hi[128], lo[128];
-      };
-      alignas(64) static constexpr Tables kT = [] {
-        Tables t{};
-        for (uint32_t c = 0; c < 128; ++c) {
-          t.hi[c] = static_cast<uint8_t>(Sfp8ToBF16<Arch>(c) >> 8);
-          t.lo[c] = static_cast<uint8_t>(Sfp8ToBF16<Arch>(c) & 0xFF);
-        }
-        return t;
-      }();
-      const __m512i codes = _mm512_loadu_si512(p);
-      __m512i hi =
-          _mm512_permutex2var_epi8(_mm512_load_si512(kT.hi), codes, _mm512_load_si512(kT.hi + 64));
-      const __m512i lo =
-          _mm512_permutex2var_epi8(_mm512_load_si512(kT.lo), codes, _mm512_load_si512(kT.lo + 64));
-      // hi |= code & 0x80: the sign.
-      hi = _mm512_ternarylogic_epi32(hi, codes, _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8);
-      const __m512i w0 = _mm512_unpacklo_epi8(lo, hi), w1 = _mm512_unpackhi_epi8(lo, hi);
+      __m512i w0, w1;
+      Sfp8Bf16WordsVbmi<Arch>(_mm512_loadu_si512(p), w0, w1);
       const __m512i z = _mm512_setzero_si512();
       out[0] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, w0));
       out[1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, w0));

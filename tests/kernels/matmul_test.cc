@@ -29,6 +29,7 @@
 #include "base/error.h"
 #include "kernels/registry.h"
 #include "quant/format.h"
+#include "quant/half.h"
 #include "quant/quantize.h"
 #include "tests/kernels/matmul_test_util.h"
 
@@ -46,6 +47,12 @@ constexpr double kSimdTol = 2e-5;
 const size_t kKs[] = {1, 7, 31, 33, 63, 65, 100, 129, 257, 300};
 const size_t kNs[] = {1, 3, 17};
 const size_t kMs[] = {1, 3, 17};
+
+// An activation as the format's matmul multiplies it: sfp8 rounds x to bf16
+// (see MatmulFn), the others take it as is.
+float ActIn(const FormatCase& fc, float x) {
+  return fc.format == Format::kSFP8 ? RoundToBF16(x) : x;
+}
 
 // max_{i,n in range} |a − b| / (‖x_i‖‖w_n‖); NaN counts as infinitely wrong.
 double MaxRelError(const std::vector<float>& a, const std::vector<float>& b,
@@ -115,7 +122,8 @@ TEST_P(MatmulTest, ScalarReferenceMatchesDequantizedDot) {
           DequantizeRow(w.q.view(), r, row.data());
           for (size_t i = 0; i < m; ++i) {
             double acc = 0.0;
-            for (size_t j = 0; j < k; ++j) acc += static_cast<double>(row[j]) * x[i * k + j];
+            for (size_t j = 0; j < k; ++j)
+              acc += static_cast<double>(row[j]) * ActIn(fc, x[i * k + j]);
             want[i * n + r] = static_cast<float>(acc);
           }
         }
@@ -374,6 +382,62 @@ TEST(MatmulKBlockedSfp8Test, MatchesScalarReferenceAndSplits) {
   for (Isa isa : test::SimdIsas()) {
     const MatmulFn fn = GetTable(isa).matmul[static_cast<int>(Format::kSFP8)];
     ExpectMatchesScalarAndSplits(isa, fn, *sfp8, {4096, 4500, 9216 + 17}, 11, {1, 3, 5}, rng);
+  }
+}
+
+// The sfp8 decode that CPUs without AVX512_BF16 get (f32 FMAs), where this
+// CPU's table has the vdpbf16ps one instead: as the K-blocked test above.
+TEST(MatmulF32Sfp8DecodeTest, MatchesScalarReferenceAndSplits) {
+  std::mt19937 rng(31);
+  const std::optional<FormatCase> sfp8 = CaseOf(Format::kSFP8);
+  ASSERT_TRUE(sfp8.has_value());
+  for (Isa isa : test::SimdIsas()) {
+    const MatmulFn fn = TableWithF32Sfp8Decode(isa).matmul[static_cast<int>(Format::kSFP8)];
+    if (fn == nullptr) continue;  // the table has no other sfp8 entry
+    ExpectMatchesScalarAndSplits(isa, fn, *sfp8, {1, 65, 300, 4096, 9216 + 17}, 7, {1, 3}, rng);
+  }
+}
+
+// sfp8 multiplies bf16(x) in every table and for every m: with x = ±(1 +
+// 3·2⁻⁹), signed like the weights so no product cancels another, bf16
+// rounds each |x| up to 1 + 2⁻⁷, which moves y by ~2⁻⁹ of y (~1.5e-3 of its
+// bound, ~75× the SIMD tolerance), while the rounded dot matches within it.
+TEST(MatmulSfp8Test, EveryTableMultipliesBf16RoundedActivations) {
+  std::mt19937 rng(37);
+  const std::optional<FormatCase> sfp8 = CaseOf(Format::kSFP8);
+  ASSERT_TRUE(sfp8.has_value());
+  const size_t k = 4500, n = 5;
+  const test::Weight w = MakeWeight(*sfp8, n, k, rng);
+  std::vector<float> row(k);
+  DequantizeRow(w.q.view(), 0, row.data());
+  const float kMag = 1.0f + 3.0f / 512.0f;
+  for (size_t m : {1, 3}) {
+    std::vector<float> x(m * k);
+    for (size_t i = 0; i < m; ++i) {
+      for (size_t j = 0; j < k; ++j) {
+        x[i * k + j] = row[j] < 0.0f ? -kMag : kMag;
+      }
+    }
+    double exact = 0.0, rounded = 0.0;
+    for (size_t j = 0; j < k; ++j) {
+      exact += static_cast<double>(row[j]) * x[j];
+      rounded += static_cast<double>(row[j]) * RoundToBF16(x[j]);
+    }
+    const double bound = RowNorms(x, m, k)[0] * test::DequantizedRowNorms(w.q.view())[0];
+    const double gap = std::fabs(rounded - exact) / bound;
+    ASSERT_GT(gap, 50 * kSimdTol) << "the test could not tell the two apart";
+    for (Isa isa : test::AllIsas()) {
+      SCOPED_TRACE(std::string(IsaName(isa)) + " M=" + std::to_string(m));
+      for (const KernelTable& t : {GetTable(isa), TableWithF32Sfp8Decode(isa)}) {
+        const MatmulFn fn = t.matmul[static_cast<int>(Format::kSFP8)];
+        if (fn == nullptr) continue;
+        std::vector<float> y(m * n, std::nanf(""));
+        fn(w.q.view(), x.data(), m, y.data(), 0, n);
+        for (size_t i = 0; i < m; ++i) {
+          EXPECT_LE(std::fabs(y[i * n] - rounded), kSimdTol * bound) << "row " << i;
+        }
+      }
+    }
   }
 }
 

@@ -100,6 +100,17 @@ void MatmulSfp8Bf16(const QTensor& w, const float* x, size_t m, float* y, size_t
   }
 }
 
+// Puts `decode` in t's sfp8 entry and keeps the entry it replaces for m > 1
+// (unless that is one of these decodes already, as when a filler runs on a
+// copy of a finished table).
+void InstallSfp8Decode(KernelTable& t, MatmulFn decode) {
+  MatmulFn& entry = t.matmul[static_cast<int>(Format::kSFP8)];
+  if (entry != MatmulSfp8Bf16<16384, 2> && entry != MatmulSfp8Bf16<8192, 0>) {
+    g_sfp8_prefill = entry;
+  }
+  entry = decode;
+}
+
 }  // namespace
 
 // 16 KiB ahead into L2 (prefetcht1): the VBMI decode's setting (Zen 4,
@@ -109,14 +120,8 @@ void MatmulSfp8Bf16(const QTensor& w, const float* x, size_t m, float* y, size_t
 // at 2 threads, paired, three alternated rounds, 16.0 / 16.4 / 16.7 t/s
 // against 14.4 / 14.4 / 14.5 with prefetcht1 (nta on rows of >= 4096 codes
 // only: 14.8 / 14.7 / 14.5); 4 to 16 KiB ahead read alike, 2 KiB slower.
-void FillAvx512Bf16Table(KernelTable& t) {
-  g_sfp8_prefill = t.matmul[static_cast<int>(Format::kSFP8)];
-  t.matmul[static_cast<int>(Format::kSFP8)] = MatmulSfp8Bf16<16384, 2>;
-}
+void FillAvx512Bf16Table(KernelTable& t) { InstallSfp8Decode(t, MatmulSfp8Bf16<16384, 2>); }
 
-void FillAvx512Bf16NtaTable(KernelTable& t) {
-  g_sfp8_prefill = t.matmul[static_cast<int>(Format::kSFP8)];
-  t.matmul[static_cast<int>(Format::kSFP8)] = MatmulSfp8Bf16<8192, 0>;
-}
+void FillAvx512Bf16NtaTable(KernelTable& t) { InstallSfp8Decode(t, MatmulSfp8Bf16<8192, 0>); }
 
 }  // namespace qlm::kernels

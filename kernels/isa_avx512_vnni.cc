@@ -633,11 +633,11 @@ void Q4Tile(const QTensor& w, const Q4Prep& p, const RowTile<R>& rows, size_t nr
 // vector holds all 8 blocks of the two chunks (2 lanes each), and that
 // vector gets one cvt, one multiply by the act scales and one FMA by the
 // weight scales: per chunk ~2 vpdpbusd + 1.5 FP ops.
-template <int GS>
+template <int GS, int Locality>
 __attribute__((always_inline)) inline __m512i Q4ChunkDots(const uint8_t* row, const int8_t* xq,
                                                           size_t c, bool exists, bool half) {
   if (!exists) return _mm512_setzero_si512();
-  if constexpr (kPrefetchQ4 != 0) __builtin_prefetch(row + c * 64 + kPrefetchQ4, 0, 2);
+  if constexpr (kPrefetchQ4 != 0) __builtin_prefetch(row + c * 64 + kPrefetchQ4, 0, Locality);
   const __m512i b = half ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, row + c * 64)
                          : _mm512_loadu_si512(row + c * 64);
   const __m512i lo = _mm512_and_si512(b, _mm512_set1_epi8(0x0F));
@@ -652,7 +652,7 @@ __attribute__((always_inline)) inline __m512i Q4ChunkDots(const uint8_t* row, co
                           _mm512_shuffle_i32x4(dl, dh, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-template <int GS>
+template <int GS, int Locality>
 float Q4Row(const Q4Prep& p, const uint8_t* row, const uint16_t* scale, const uint8_t* zeros,
             size_t nblocks) {
   // Weight scales in the lane order of a folded pair (see PrepQ4): lane
@@ -677,8 +677,8 @@ float Q4Row(const Q4Prep& p, const uint8_t* row, const uint16_t* scale, const ui
     const bool half0 = tail && 2 * c + 1 == nblocks;
     const bool has1 = !tail || 2 * (c + 1) < nblocks;
     const bool half1 = tail && 2 * (c + 1) + 1 == nblocks;
-    const __m512i u0 = Q4ChunkDots<GS>(row, p.xq, c, true, half0);
-    const __m512i u1 = Q4ChunkDots<GS>(row, p.xq, c + 1, has1, half1);
+    const __m512i u0 = Q4ChunkDots<GS, Locality>(row, p.xq, c, true, half0);
+    const __m512i u1 = Q4ChunkDots<GS, Locality>(row, p.xq, c + 1, has1, half1);
     // [A C B D] of c and c + 1 -> per quarter: c, c, c + 1, c + 1.
     const __m512i t =
         _mm512_add_epi32(_mm512_unpacklo_epi64(u0, u1), _mm512_unpackhi_epi64(u0, u1));
@@ -709,15 +709,15 @@ float Q4Row(const Q4Prep& p, const uint8_t* row, const uint16_t* scale, const ui
   return Hsum(_mm512_sub_ps(sum, corr));
 }
 
-template <int GS>
+template <int GS, int Locality>
 void MatmulQ8Q4VnniGs(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin, size_t n_end) {
   const Q4Prep p = PrepQ4(w, x);
   if (x.m == 1) {
     const TensorDesc& d = w.desc;
     const size_t nblocks = d.padded_cols / kQ4BlockSize;
     for (size_t n = n_begin; n < n_end; ++n) {
-      y[n] = Q4Row<GS>(p, w.data + n * d.row_bytes, w.scales + n * d.groups_per_row,
-                       w.zeros + n * d.groups_per_row, nblocks);
+      y[n] = Q4Row<GS, Locality>(p, w.data + n * d.row_bytes, w.scales + n * d.groups_per_row,
+                                 w.zeros + n * d.groups_per_row, nblocks);
     }
     return;
   }
@@ -733,16 +733,18 @@ void MatmulQ8Q4VnniGs(const QTensor& w, const Q8Acts& x, float* y, size_t n_begi
       });
 }
 
+// Locality: the decode's weight prefetch hint (2: prefetcht1, 0: nta).
+template <int Locality>
 void MatmulQ8Q4Vnni(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin, size_t n_end) {
   CheckMatmulQ8Args(w, Format::kQ4, x, n_begin, n_end);
   if (x.m == 0 || n_begin == n_end) return;
   switch (w.desc.group_size) {
     case 32:
-      return MatmulQ8Q4VnniGs<32>(w, x, y, n_begin, n_end);
+      return MatmulQ8Q4VnniGs<32, Locality>(w, x, y, n_begin, n_end);
     case 64:
-      return MatmulQ8Q4VnniGs<64>(w, x, y, n_begin, n_end);
+      return MatmulQ8Q4VnniGs<64, Locality>(w, x, y, n_begin, n_end);
     default:
-      return MatmulQ8Q4VnniGs<128>(w, x, y, n_begin, n_end);
+      return MatmulQ8Q4VnniGs<128, Locality>(w, x, y, n_begin, n_end);
   }
 }
 
@@ -750,7 +752,15 @@ void MatmulQ8Q4Vnni(const QTensor& w, const Q8Acts& x, float* y, size_t n_begin,
 
 void FillAvx512VnniTable(KernelTable& t) {
   t.matmul_q8[static_cast<int>(Format::kInt8)] = MatmulQ8Int8Vnni;
-  t.matmul_q8[static_cast<int>(Format::kQ4)] = MatmulQ8Q4Vnni;
+  t.matmul_q8[static_cast<int>(Format::kQ4)] = MatmulQ8Q4Vnni<2>;
+}
+
+// Zen 5: the q4 decode prefetches its weights non-temporally. Gemma-2-2B
+// q4, tg32/tg64 at 2 threads, paired, seven alternated rounds (session 19,
+// docs/benchmarks.md): 28.6-33.5 t/s against 28.1-30.7 with prefetcht1,
+// ahead in six of the seven.
+void FillAvx512VnniNtaTable(KernelTable& t) {
+  t.matmul_q8[static_cast<int>(Format::kQ4)] = MatmulQ8Q4Vnni<0>;
 }
 
 }  // namespace qlm::kernels

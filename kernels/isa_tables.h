@@ -18,7 +18,9 @@ void FillAvx512NtaLongRows(KernelTable& t);
 // f32 decode on 512-bit vectors (applied on Intel and AMD Zen 4: see
 // FillMatmulFullWidthF32 in kernels/simd/matmul-inl.h).
 void FillAvx512FullWidthF32(KernelTable& t);
-void FillAvx512VnniTable(KernelTable& t);     // VNNI entries only (int8/q4 matmul_q8)
+void FillAvx512VnniTable(KernelTable& t);  // VNNI entries only (int8/q4 matmul_q8)
+// The q4 VNNI decode prefetching non-temporally (applied on Zen 5 only).
+void FillAvx512VnniNtaTable(KernelTable& t);
 void FillAvx512VnniI16Table(KernelTable& t);  // VNNI int8 prefill (replaces the int8 entry)
 void FillAvx512VbmiTable(KernelTable& t);     // VBMI entries only (sfp8 matmul)
 // BF16 + VBMI: sfp8 decode through vdpbf16ps (applied after the VBMI fill),

@@ -31,8 +31,9 @@ struct CpuFeatures {
   bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
   bool avx512_vnni = false, avx512_bf16 = false, avx512_vbmi = false;
   bool neon = false;
-  // AMD family 1Ah (Zen 5): its f32/bf16 long-row decode prefetches
-  // non-temporally, which halves it on Intel (FillAvx2NtaLongRows).
+  // AMD family 1Ah (Zen 5): its f32/bf16 long-row, q4 and sfp8 decode
+  // prefetch non-temporally, which halved f32/bf16 on Intel
+  // (FillAvx2NtaLongRows, FillAvx512VnniNtaTable, FillAvx512Bf16NtaTable).
   bool amd_zen5 = false;
   // Intel: its f32 decode streams faster on 512-bit vectors
   // (FillAvx512FullWidthF32).
@@ -176,6 +177,7 @@ const KernelTable& Avx512Table() {
 #ifdef QLM_HAVE_AVX512_VNNI
     if (Cpu().avx512_vnni) {
       ApplyFill(t, FillAvx512VnniTable, Isa::kAvx512);
+      if (Cpu().amd_zen5) ApplyFill(t, FillAvx512VnniNtaTable, Isa::kAvx512);
     }
 #endif
 #ifdef QLM_HAVE_AVX512_VNNI_I16
@@ -297,15 +299,19 @@ const KernelTable& GetTable(Isa isa) {
   throw UsageError(NotAvailableMessage(isa));
 }
 
-KernelTable TableWithNtaLongRows(Isa isa) {
+KernelTable TableWithNtaPrefetch(Isa isa) {
   KernelTable t = GetTable(isa);
   t.matmul[static_cast<int>(Format::kF32)] = nullptr;
   t.matmul[static_cast<int>(Format::kBF16)] = nullptr;
+  t.matmul_q8[static_cast<int>(Format::kQ4)] = nullptr;
 #ifdef QLM_HAVE_AVX2
   if (isa == Isa::kAvx2) FillAvx2NtaLongRows(t);
 #endif
 #ifdef QLM_HAVE_AVX512
   if (isa == Isa::kAvx512) FillAvx512NtaLongRows(t);
+#endif
+#ifdef QLM_HAVE_AVX512_VNNI
+  if (isa == Isa::kAvx512 && Cpu().avx512_vnni) FillAvx512VnniNtaTable(t);
 #endif
   return t;
 }

@@ -217,11 +217,13 @@ Isa BestIsa();
 // The table for `isa`; throws qlm::UsageError naming the ISA and the CPU's
 // features if it is not available here.
 const KernelTable& GetTable(Isa isa);
-// GetTable(isa) with the f32/bf16 entries whose long-row decode prefetches
-// non-temporally, as Zen 5 gets them by default, whatever the CPU: for
-// tests and A/B runs of that choice. Null entries if isa has no such
-// variant (scalar, neon); throws as GetTable does.
-KernelTable TableWithNtaLongRows(Isa isa);
+// GetTable(isa) with the entries whose decode prefetches non-temporally, as
+// Zen 5 gets them by default, whatever the CPU: f32/bf16 (long rows only)
+// and the q4 matmul_q8 (VNNI), for tests and A/B runs of that choice. Null
+// entries where isa has no such variant (scalar, neon; matmul_q8 without
+// VNNI); throws as GetTable does. (Zen 5's sfp8 vdpbf16ps decode differs
+// from the other CPUs' only in its prefetch too; it is not here.)
+KernelTable TableWithNtaPrefetch(Isa isa);
 // GetTable(isa) with the f32 entry whose decode runs on 512-bit vectors, as
 // Intel CPUs get it by default, whatever the CPU: for tests and A/B runs.
 // A null f32 entry if isa has no such variant (all but avx512).

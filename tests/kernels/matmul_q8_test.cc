@@ -279,6 +279,38 @@ TEST(MatmulQ8TiledTest, LargerShapesMatchScalar) {
   }
 }
 
+// The q4 decode that prefetches non-temporally (Zen 5's default, tested on
+// any CPU with VNNI) differs from the other only in its prefetch hint: the
+// same bits, on short and long rows, and within the tolerance of the scalar
+// reference.
+TEST(MatmulQ8NtaTest, Q4DecodeSameBitsAsTheDefault) {
+  std::mt19937 rng(27);
+  const KernelTable& scalar = GetTable(Isa::kScalar);
+  const int f = static_cast<int>(Format::kQ4);
+  for (const FormatCase& fc : Q8Cases()) {
+    if (fc.format != Format::kQ4) continue;
+    for (Isa isa : test::SimdIsas()) {
+      const MatmulQ8Fn fn = TableWithNtaPrefetch(isa).matmul_q8[f];
+      if (fn == nullptr) continue;  // no VNNI
+      for (size_t k : {size_t{300}, size_t{4500}}) {
+        SCOPED_TRACE(std::string(IsaName(isa)) + " " + fc.name + " K=" + std::to_string(k));
+        const size_t n = 7;
+        const test::Weight w = MakeWeight(fc, n, k, rng);
+        const std::vector<float> x = RandomVector(k, rng);
+        const Q8Buffers xq = QuantizeWith(scalar, x, 1, k, w.q.view().perm, kQ8ActBlock);
+        std::vector<float> want(n), ref(n), got(n, std::nanf(""));
+        GetTable(isa).matmul_q8[f](w.q.view(), xq.acts, want.data(), 0, n);
+        scalar.matmul_q8[f](w.q.view(), xq.acts, ref.data(), 0, n);
+        fn(w.q.view(), xq.acts, got.data(), 0, n);
+        EXPECT_EQ(got, want);
+        EXPECT_LE(
+            MaxRelError(got, ref, RowNorms(x, 1, k), test::DequantizedRowNorms(w.q.view()), 1, n),
+            kSimdTol);
+      }
+    }
+  }
+}
+
 TEST(MatmulQ8Test, TablesProvideIntegerPathsOnlyForInt8AndQ4) {
   for (Isa isa : test::AllIsas()) {
     const KernelTable& t = GetTable(isa);

@@ -72,7 +72,7 @@ double MaxRelError(const std::vector<float>& a, const std::vector<float>& b,
 
 // One decode (m = 1) of all n rows of w by a variant entry `fn`: its
 // output and its MaxRelError against the scalar reference. For the per-CPU
-// variants (TableWithNtaLongRows, TableWithFullWidthF32), whose rows can be
+// variants (TableWithNtaPrefetch, TableWithFullWidthF32), whose rows can be
 // longer than EveryIsaMatchesScalarReference's.
 struct VariantDecode {
   std::vector<float> y;
@@ -301,7 +301,7 @@ TEST(MatmulThreadsTest, RowResultsIndependentOfTheSplit) {
 TEST(MatmulNtaLongRowsTest, SameBitsAsTheDefaultEntries) {
   std::mt19937 rng(21);
   for (Isa isa : test::SimdIsas()) {
-    const KernelTable nta = TableWithNtaLongRows(isa);
+    const KernelTable nta = TableWithNtaPrefetch(isa);
     for (const FormatCase& fc : test::AllFormatCases()) {
       if (fc.format != Format::kF32 && fc.format != Format::kBF16) continue;  // no variant
       const MatmulFn fn = nta.matmul[static_cast<int>(fc.format)];

@@ -114,8 +114,10 @@ void InstallSfp8Decode(KernelTable& t, MatmulFn decode) {
 }  // namespace
 
 // 16 KiB ahead into L2 (prefetcht1): the VBMI decode's setting (Zen 4,
-// session 7), which Intel's and Zen 4's runs of this decode inherit
-// unmeasured. Zen 5 reads markedly faster with prefetchnta 8 KiB ahead for
+// session 7), which Intel and Zen 4 inherit (session 14 measured this decode
+// with prefetcht1 on Emerald Rapids on par with the f32 one, 0.76 / 0.76 of
+// the probe against 0.75 / 0.72; Zen 4 is unmeasured). Zen 5 reads
+// markedly faster with prefetchnta 8 KiB ahead for
 // every row length (docs/benchmarks.md, session 19): Gemma-2-2B sfp8, tg32
 // at 2 threads, paired, three alternated rounds, 16.0 / 16.4 / 16.7 t/s
 // against 14.4 / 14.4 / 14.5 with prefetcht1 (nta on rows of >= 4096 codes

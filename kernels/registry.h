@@ -63,7 +63,8 @@ size_t Q8ActBlockFor(const TensorDesc& w, size_t m);
 // SFP8 weights multiply x rounded to bf16 (nearest, ties to even): every
 // product is then exact in f32 (4-bit × 8-bit significands), and CPUs with
 // AVX512_BF16 take two products per lane in one vdpbf16ps. The rounding
-// (relative 2^-9) is far below SFP8's own (2^-4 to 2^-5).
+// (at most 2^-9 relative) is far below SFP8's own (up to 1/17 relative,
+// 2.6 % RMS on real weights; docs/formats.md).
 using MatmulFn = void (*)(const QTensor& w, const float* x, size_t m, float* y, size_t n_begin,
                           size_t n_end);
 

@@ -129,15 +129,52 @@ const WeightSet& Weights(Format f, size_t n, size_t k) {
   return *cur;
 }
 
+// Per-CPU decode variants, timed beside the table's own entry wherever they
+// differ from it, so a machine can A/B a per-CPU choice without a rebuild:
+// "-nta" (kernels::TableWithNtaPrefetch: Zen 5's prefetchnta entries) and
+// "-f32fma" (kernels::TableWithF32Sfp8Decode: the sfp8 decode of CPUs
+// without AVX512_BF16).
+enum class Variant { kDefault, kNta, kF32Fma };
+
+const char* VariantSuffix(Variant v) {
+  switch (v) {
+    case Variant::kNta:
+      return "-nta";
+    case Variant::kF32Fma:
+      return "-f32fma";
+    default:
+      return "";
+  }
+}
+
+KernelTable VariantTable(Isa isa, Variant v) {
+  switch (v) {
+    case Variant::kNta:
+      return kernels::TableWithNtaPrefetch(isa);
+    case Variant::kF32Fma:
+      return kernels::TableWithF32Sfp8Decode(isa);
+    default:
+      return kernels::GetTable(isa);
+  }
+}
+
+// The entry a benchmark times: matmul or matmul_q8 of format f.
+const void* Entry(const KernelTable& t, Format f, bool q8) {
+  const int i = static_cast<int>(f);
+  return q8 ? reinterpret_cast<const void*>(t.matmul_q8[i])
+            : reinterpret_cast<const void*>(t.matmul[i]);
+}
+
 struct Case {
   Format format;
   Isa isa;
   size_t n, k, m;
   bool q8;  // int8-activation path
+  Variant variant;
 };
 
 void RunMatmul(benchmark::State& state, Case c) {
-  const KernelTable& t = kernels::GetTable(c.isa);
+  const KernelTable t = VariantTable(c.isa, c.variant);
   const WeightSet& ws = Weights(c.format, c.n, c.k);
   std::vector<QTensor> views;
   for (const QuantizedTensor& q : ws.copies) views.push_back(q.view());
@@ -233,11 +270,19 @@ void RegisterMatmulBenchmarks() {
         for (size_t m : {size_t{1}, size_t{64}}) {
           for (bool q8 : {false, true}) {
             if (q8 && f != Format::kInt8 && f != Format::kQ4) continue;
-            const std::string name = std::string(q8 ? "matmul_q8/" : "matmul/") + FormatName(f) +
-                                     "/" + kernels::IsaName(isa) + "/" + std::to_string(s.n) + "x" +
-                                     std::to_string(s.k) + "/m:" + std::to_string(m);
-            benchmark::RegisterBenchmark(name.c_str(), RunMatmul, Case{f, isa, s.n, s.k, m, q8})
-                ->Unit(benchmark::kMicrosecond);
+            for (Variant v : {Variant::kDefault, Variant::kNta, Variant::kF32Fma}) {
+              if (v != Variant::kDefault) {  // decode variants where they differ
+                const void* e = Entry(VariantTable(isa, v), f, q8);
+                if (m != 1 || e == nullptr || e == Entry(kernels::GetTable(isa), f, q8)) continue;
+              }
+              const std::string name = std::string(q8 ? "matmul_q8/" : "matmul/") + FormatName(f) +
+                                       "/" + kernels::IsaName(isa) + VariantSuffix(v) + "/" +
+                                       std::to_string(s.n) + "x" + std::to_string(s.k) +
+                                       "/m:" + std::to_string(m);
+              benchmark::RegisterBenchmark(name.c_str(), RunMatmul,
+                                           Case{f, isa, s.n, s.k, m, q8, v})
+                  ->Unit(benchmark::kMicrosecond);
+            }
           }
         }
       }

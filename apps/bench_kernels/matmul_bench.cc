@@ -134,29 +134,14 @@ const WeightSet& Weights(Format f, size_t n, size_t k) {
 // "-nta" (kernels::TableWithNtaPrefetch: Zen 5's prefetchnta entries) and
 // "-f32fma" (kernels::TableWithF32Sfp8Decode: the sfp8 decode of CPUs
 // without AVX512_BF16).
-enum class Variant { kDefault, kNta, kF32Fma };
-
-const char* VariantSuffix(Variant v) {
-  switch (v) {
-    case Variant::kNta:
-      return "-nta";
-    case Variant::kF32Fma:
-      return "-f32fma";
-    default:
-      return "";
-  }
-}
-
-KernelTable VariantTable(Isa isa, Variant v) {
-  switch (v) {
-    case Variant::kNta:
-      return kernels::TableWithNtaPrefetch(isa);
-    case Variant::kF32Fma:
-      return kernels::TableWithF32Sfp8Decode(isa);
-    default:
-      return kernels::GetTable(isa);
-  }
-}
+struct Variant {
+  const char* suffix;             // after the table's name in the benchmark name
+  KernelTable (*table)(Isa isa);  // the table whose entry is timed
+};
+KernelTable DefaultTable(Isa isa) { return kernels::GetTable(isa); }
+constexpr Variant kVariants[] = {{"", DefaultTable},
+                                 {"-nta", kernels::TableWithNtaPrefetch},
+                                 {"-f32fma", kernels::TableWithF32Sfp8Decode}};
 
 // The entry a benchmark times: matmul or matmul_q8 of format f.
 const void* Entry(const KernelTable& t, Format f, bool q8) {
@@ -170,11 +155,11 @@ struct Case {
   Isa isa;
   size_t n, k, m;
   bool q8;  // int8-activation path
-  Variant variant;
+  const Variant* variant;
 };
 
 void RunMatmul(benchmark::State& state, Case c) {
-  const KernelTable t = VariantTable(c.isa, c.variant);
+  const KernelTable t = c.variant->table(c.isa);
   const WeightSet& ws = Weights(c.format, c.n, c.k);
   std::vector<QTensor> views;
   for (const QuantizedTensor& q : ws.copies) views.push_back(q.view());
@@ -270,17 +255,17 @@ void RegisterMatmulBenchmarks() {
         for (size_t m : {size_t{1}, size_t{64}}) {
           for (bool q8 : {false, true}) {
             if (q8 && f != Format::kInt8 && f != Format::kQ4) continue;
-            for (Variant v : {Variant::kDefault, Variant::kNta, Variant::kF32Fma}) {
-              if (v != Variant::kDefault) {  // decode variants where they differ
-                const void* e = Entry(VariantTable(isa, v), f, q8);
+            for (const Variant& v : kVariants) {
+              if (&v != &kVariants[0]) {  // decode variants where they differ
+                const void* e = Entry(v.table(isa), f, q8);
                 if (m != 1 || e == nullptr || e == Entry(kernels::GetTable(isa), f, q8)) continue;
               }
               const std::string name = std::string(q8 ? "matmul_q8/" : "matmul/") + FormatName(f) +
-                                       "/" + kernels::IsaName(isa) + VariantSuffix(v) + "/" +
+                                       "/" + kernels::IsaName(isa) + v.suffix + "/" +
                                        std::to_string(s.n) + "x" + std::to_string(s.k) +
                                        "/m:" + std::to_string(m);
               benchmark::RegisterBenchmark(name.c_str(), RunMatmul,
-                                           Case{f, isa, s.n, s.k, m, q8, v})
+                                           Case{f, isa, s.n, s.k, m, q8, &v})
                   ->Unit(benchmark::kMicrosecond);
             }
           }

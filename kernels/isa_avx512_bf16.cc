@@ -2,8 +2,9 @@
 // weight words times bf16 activations with vdpbf16ps. This file alone is
 // compiled with -mavx512bf16 (and VBMI for the byte-permute decoder); the
 // registry patches its entry into the avx512 table only when the CPU
-// reports both (Zen 4+, Sapphire Rapids+). Prefill (m > 1) keeps the entry
-// it replaces.
+// reports both (Zen 4+, Sapphire Rapids+). Prefill (m > 1) runs the VBMI
+// table's sfp8 matmul (the entry this one replaces), instantiated here under
+// its own arch type.
 
 // GCC 12 false positive: AVX-512 intrinsics built on _mm512_undefined_ps()
 // (`__m512 __Y = __Y;`) trip -W(maybe-)uninitialized once inlined.
@@ -24,8 +25,6 @@
 
 namespace qlm::kernels {
 namespace {
-
-MatmulFn g_sfp8_prefill = nullptr;  // the entry this one replaces, for m > 1
 
 // The Arch of this translation unit's instantiations of shared templates.
 struct Bf16Tag {};
@@ -62,7 +61,9 @@ const __m512i* Bf16X(const float* x, size_t k, const int32_t* perm, size_t chunk
 template <size_t Ahead, int Locality>
 void MatmulSfp8Bf16(const QTensor& w, const float* x, size_t m, float* y, size_t n_begin,
                     size_t n_end) {
-  if (m != 1) return g_sfp8_prefill(w, x, m, y, n_begin, n_end);
+  if (m != 1) {
+    return simd::mm::Matmul<simd::mm::avx512_vbmi_bf16, Format::kSFP8>(w, x, m, y, n_begin, n_end);
+  }
   CheckMatmulArgs(w, Format::kSFP8, n_begin, n_end);
   if (n_begin == n_end) return;
   const size_t k = w.desc.cols, chunks = (k + 63) / 64, full = k / 64, tail = k % 64;
@@ -100,17 +101,6 @@ void MatmulSfp8Bf16(const QTensor& w, const float* x, size_t m, float* y, size_t
   }
 }
 
-// Puts `decode` in t's sfp8 entry and keeps the entry it replaces for m > 1
-// (unless that is one of these decodes already, as when a filler runs on a
-// copy of a finished table).
-void InstallSfp8Decode(KernelTable& t, MatmulFn decode) {
-  MatmulFn& entry = t.matmul[static_cast<int>(Format::kSFP8)];
-  if (entry != MatmulSfp8Bf16<16384, 2> && entry != MatmulSfp8Bf16<8192, 0>) {
-    g_sfp8_prefill = entry;
-  }
-  entry = decode;
-}
-
 }  // namespace
 
 // 16 KiB ahead into L2 (prefetcht1): the VBMI decode's setting (Zen 4,
@@ -122,8 +112,12 @@ void InstallSfp8Decode(KernelTable& t, MatmulFn decode) {
 // at 2 threads, paired, three alternated rounds, 16.0 / 16.4 / 16.7 t/s
 // against 14.4 / 14.4 / 14.5 with prefetcht1 (nta on rows of >= 4096 codes
 // only: 14.8 / 14.7 / 14.5); 4 to 16 KiB ahead read alike, 2 KiB slower.
-void FillAvx512Bf16Table(KernelTable& t) { InstallSfp8Decode(t, MatmulSfp8Bf16<16384, 2>); }
+void FillAvx512Bf16Table(KernelTable& t) {
+  t.matmul[static_cast<int>(Format::kSFP8)] = MatmulSfp8Bf16<16384, 2>;
+}
 
-void FillAvx512Bf16NtaTable(KernelTable& t) { InstallSfp8Decode(t, MatmulSfp8Bf16<8192, 0>); }
+void FillAvx512Bf16NtaTable(KernelTable& t) {
+  t.matmul[static_cast<int>(Format::kSFP8)] = MatmulSfp8Bf16<8192, 0>;
+}
 
 }  // namespace qlm::kernels

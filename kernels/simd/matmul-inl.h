@@ -59,14 +59,17 @@ XSIMD_DECLARE_SIMD_REGISTER_ALIAS(qlm::kernels::simd::mm::avx512_ymm, fma3<avx2>
 }
 #endif
 namespace qlm::kernels::simd::mm {
-// Complete (and usable) only in the translation unit compiled with
-// -mavx512vbmi (isa_avx512_vbmi.cc); elsewhere nothing names it but kVbmi.
+// Complete (and usable) only in the translation units compiled with
+// -mavx512vbmi (isa_avx512_vbmi.cc, and isa_avx512_bf16.cc for
+// avx512_vbmi_bf16); elsewhere nothing names them but kVbmi.
 struct avx512_vbmi;
+struct avx512_vbmi_bf16;
 }  // namespace qlm::kernels::simd::mm
 #if defined(__AVX512VBMI__) && defined(__AVX512BW__)
 namespace xsimd::types {
 XSIMD_DECLARE_SIMD_REGISTER_ALIAS(qlm::kernels::simd::mm::avx512_vbmi, avx512bw);
-}
+XSIMD_DECLARE_SIMD_REGISTER_ALIAS(qlm::kernels::simd::mm::avx512_vbmi_bf16, avx512bw);
+}  // namespace xsimd::types
 #endif
 
 namespace qlm::kernels::simd {
@@ -82,7 +85,7 @@ inline constexpr bool kAvx2 = std::is_base_of_v<xsimd::avx2, Arch>;
 template <class Arch>
 inline constexpr bool kNeon64 = std::is_base_of_v<xsimd::neon64, Arch>;
 template <class Arch>
-inline constexpr bool kVbmi = std::is_same_v<Arch, avx512_vbmi>;
+inline constexpr bool kVbmi = std::is_base_of_v<avx512_vbmi, Arch>;
 
 #if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
 // 256-bit vectors inside the avx512 table (its translation unit only, so no
@@ -102,6 +105,12 @@ struct avx512_ymm : xsimd::fma3<xsimd::avx2> {
 // differs (isa_avx512_vbmi.cc patches that one entry in when the CPU has it).
 struct avx512_vbmi : xsimd::avx512bw {
   static constexpr char const* name() noexcept { return "avx512_vbmi"; }
+};
+// The same kernels instantiated in isa_avx512_bf16.cc, compiled with
+// -mavx512bf16 as well: a type of their own, so the linker can never merge
+// them with isa_avx512_vbmi.cc's, which run on VBMI CPUs without BF16.
+struct avx512_vbmi_bf16 : avx512_vbmi {
+  static constexpr char const* name() noexcept { return "avx512_vbmi_bf16"; }
 };
 #endif
 
